@@ -1,0 +1,54 @@
+"""Xen: ``struct client`` — everything tmem knows about one guest (domain)."""
+from __future__ import annotations
+
+from ..ds.dlist import ListHead
+from ..host.alloc import MemPool
+
+MAX_POOLS_PER_DOMAIN = 16
+
+#: Per-client statistics kept as Xen keeps them (LIST's C= line).
+CLIENT_COUNTERS = ("compress_poor", "compress_nomem", "compressed_pages", "compressed_sum_size",
+                   "total_cycles", "succ_pers_puts", "succ_eph_gets", "succ_pers_gets")
+
+
+class Client:
+    """Xen: ``struct client`` (``client_t``), created on a domain's first tmem operation.
+
+    Invariants (checked by :meth:`Host.check`, which sees the global lists):
+
+    1. ``eph_count`` is the length of ``eph_list`` and ``eph_count <= eph_count_max``;
+    2. every pool in ``pools`` either belongs to this client or is a shared pool it is on the
+       sharelist of, and appears in one slot only;
+    3. ``shared_auth_uuid`` holds at most 16 distinct uuids.
+    """
+    __slots__ = ("cli_id", "domain", "pools", "weight", "cap", "compress", "frozen",
+                 "was_frozen", "live_migrating", "eph_list", "eph_count", "eph_count_max",
+                 "shared_auth_uuid", "persistent_pool", "invalidated_list", "cur_pgp") \
+        + CLIENT_COUNTERS
+
+    def __init__(self, domain, mem, compress: bool):
+        self.cli_id = domain.domid        # the domain id
+        self.domain = domain              # back pointer to the domain (billing)
+        self.pools = [None] * MAX_POOLS_PER_DOMAIN   # pool slots; a shared pool in each sharer
+        self.weight = 0                   # share of ephemeral memory; 0 = no quota (global LRU)
+        self.cap = 0                      # stored and reported, never enforced (as in Xen)
+        self.compress = compress          # compress this client's pages (boot option default)
+        self.frozen = False               # new puts refused with -EFROZEN
+        self.was_frozen = False           # frozen state before a save froze it
+        self.live_migrating = False       # between SAVE_BEGIN(live) and SAVE_END
+        self.eph_list = ListHead()        # this client's ephemeral pgps, oldest first
+        self.eph_count = 0                # len(eph_list)
+        self.eph_count_max = 0            # high-water mark of eph_count
+        self.shared_auth_uuid: list = []  # uuids this client may join (<= 16)
+        self.persistent_pool = MemPool(mem, domain)  # billed sub-page allocator, frames taken lazily
+        self.invalidated_list = ListHead()  # persistent pages flushed while live-migrating
+        self.cur_pgp = None               # save cursor over invalidated_list
+        for name in CLIENT_COUNTERS:
+            setattr(self, name, 0)
+
+    def pool_slots(self):
+        """(slot, pool) for every used slot, in slot order."""
+        return [(i, p) for i, p in enumerate(self.pools) if p is not None]
+
+    def __repr__(self):
+        return f"<client {self.cli_id} eph={self.eph_count} w={self.weight}>"

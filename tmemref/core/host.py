@@ -1,0 +1,907 @@
+"""Xen: ``tmem.c`` — the hypercall entry point and the page operations.
+
+:class:`Host` is one physical machine running Xen with tmem: a fixed array of frames, the domains
+that live in it, and tmem's whole web of structures (clients → pools → 256 hashed rb-trees of
+objects → radix trees of page descriptors → frames, plus the LRU lists and the free lists).
+Guests call it through one entry point, :meth:`Host.do_tmem_op`, which returns exactly what
+Xen's hypercall returns.
+
+Data path of a put::
+
+    do_tmem_op → client → pool (pools[pool_id]) → bucket (oid0^oid1^oid2) & 255 → rb-tree → obj
+      → radix tree[index] → pgp → frame (tmem_page_list, else heap; persistent: billed)
+      → LRU lists (ephemeral) or persistent list → statistics
+
+Eviction (:mod:`tmemref.core.evict`) walks the same web bottom-up, from a pgp on an LRU list
+through back pointers to its object and pool.
+
+Thread safety: every operation takes the documented locks (:mod:`tmemref.host.locks`), so
+several threads may call ``do_tmem_op`` at once. Object ids, indices and flags are validated on
+entry; no bad input raises or changes any stored page.
+"""
+from __future__ import annotations
+
+import errno
+import time
+import zlib
+
+import numpy as np
+
+from .. import abi
+from ..ds.dlist import ListHead, list_add_tail, list_del, list_move_tail, list_iter, list_len
+from ..errors import InvariantError
+from ..host.alloc import MemPool, SIZEOF, MAX_ALLOC
+from ..host.frames import HostMemory, PAGE_SIZE
+from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS
+from . import control, evict, stats
+from .client import Client, MAX_POOLS_PER_DOMAIN
+from .obj import Obj, Pgp, SIZE_RAW
+from .pool import Pool
+
+ENOMEM, ENODEV, EPERM, ENOSPC, EFAULT, EINVAL, ENOSYS = (
+    errno.ENOMEM, errno.ENODEV, errno.EPERM, errno.ENOSPC, errno.EFAULT, errno.EINVAL,
+    errno.ENOSYS)
+EFROZEN, EEMPTY = abi.EFROZEN, abi.EEMPTY
+SIZEOF_OBJ, SIZEOF_PGP, SIZEOF_SHARELIST = SIZEOF["obj"], SIZEOF["pgp"], SIZEOF["sharelist"]
+U64, U32 = (1 << 64) - 1, (1 << 32) - 1
+INVALID_UUID = (U64, U64)
+MAX_GLOBAL_SHARED_POOLS = 16
+
+#: Global statistics Xen keeps (``struct tmem_statistics``), all starting at 0.
+GLOBAL_COUNTERS = (
+    "total_tmem_ops", "errored_tmem_ops", "total_flush_pool", "alloc_failed", "evicted_pgs",
+    "evict_attempts", "relinq_pgs", "relinq_attempts", "max_evicts_per_relinq", "low_on_memory",
+    "deduped_puts", "tot_good_eph_puts", "failed_copies", "pcd_tot_tze_size", "pcd_tot_csize",
+    "global_eph_count_max", "global_obj_count", "global_obj_count_max", "global_pgp_count",
+    "global_pgp_count_max", "global_pcd_count", "global_pcd_count_max", "global_page_count",
+    "global_page_count_max", "global_rtree_node_count", "global_rtree_node_count_max")
+
+
+class ZlibCodec:
+    """A stand-in for LZO1X-1 (what Xen used): zlib level 1, from the standard library."""
+    name = "zlib-1"
+
+    @staticmethod
+    def compress(data: bytes) -> bytes:
+        return zlib.compress(data, 1)
+
+    @staticmethod
+    def decompress(data: bytes) -> bytes:
+        return zlib.decompress(data)
+
+
+class Host:
+    """Xen with tmem enabled: one machine's memory, its domains, and tmem's structures.
+
+    ``Host(pages, compress=False, dedup=False, tze=False, shared_auth=True, ...)``:
+
+    * ``pages`` — frames of host memory (4 KiB each) for guests and tmem alike;
+    * ``compress`` — Xen's ``tmem_compress``: new clients compress their pages;
+    * ``dedup``, ``tze`` — Xen's ``tmem_dedup``/``tmem_tze`` (not modelled yet: ``True`` raises
+      ``NotImplementedError`` rather than pretend);
+    * ``shared_auth`` — joining a shared pool needs ``TMEM_AUTH`` by a privileged domain (else the
+      guest silently gets a private pool), as Xen 4.9+ required;
+    * ``quota_rule`` — ``"doc"`` (default): a weighted client whose share of ephemeral pages
+      *exceeds* its weight's share is evicted from its own list, as tmem-internals.html says;
+      ``"xen"``: Xen's code, whose formula is the inverse;
+    * ``min_free_pages`` — the free-memory guard of ``tmem_ensure_avail_pages`` (1 MB = 256);
+    * ``evict_budget`` — failed evictions a put tolerates before -ENOMEM (10);
+    * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
+    * ``codec`` — compressor with ``compress``/``decompress`` (default zlib level 1);
+    * ``clock`` — a callable giving cycles for life-time statistics (default: a counter).
+
+    Complexity: a put, get or flush costs O(log objects-in-bucket + radix height); an eviction
+    O(1) unless pages are skipped; ``check()`` is O(everything).
+    """
+
+    def __init__(self, pages: int = 4096, *, compress: bool = False, dedup: bool = False,
+                 tze: bool = False, shared_auth: bool = True, quota_rule: str = "doc",
+                 min_free_pages: int = 256, evict_budget: int = 10, dom0_pages: int = 0,
+                 dom0_max_pages: int | None = None, codec=None, clock=None):
+        if dedup or tze:
+            raise NotImplementedError("tmem_dedup/tmem_tze are not modelled yet")
+        if quota_rule not in ("doc", "xen"):
+            raise ValueError("quota_rule must be 'doc' or 'xen'")
+        self.mem = HostMemory(pages)                 # physical memory, heap, page list
+        self.mem.relinquish = self._relinquish_page
+        self.compress = bool(compress)               # boot option tmem_compress
+        self.dedup = False                           # boot option tmem_dedup
+        self.tze = False                             # boot option tmem_tze
+        self.shared_auth = bool(shared_auth)         # auth needed to join shared pools
+        self.global_shared_auth = False              # TMEM_AUTH(all, 1): everyone authorised
+        self.quota_rule = quota_rule                 # "doc" or "xen" (client_over_quota)
+        self.min_free_pages = min_free_pages         # ensure_avail guard (1 MB)
+        self.evict_budget = evict_budget             # failed evictions tolerated per put
+        self.codec = codec or ZlibCodec()            # compressor (Xen: LZO1X-1)
+        self.clock = clock                           # optional cycle counter
+        self.tmem_rwlock = RWLock("tmem_rwlock", RANK_TMEM)
+        self.eph_lists_lock = SpinLock("eph_lists_spinlock", RANK_LISTS)
+        self.pers_lists_lock = SpinLock("pers_lists_spinlock", RANK_LISTS)
+        self.eph_list = ListHead()                   # global ephemeral LRU, oldest first
+        self.eph_count = 0                           # len(eph_list)
+        self.clients: dict = {}                      # domid -> Client, in creation order
+        self.shared_pools = [None] * MAX_GLOBAL_SHARED_POOLS
+        self.client_weight_total = 0                 # sum of all clients' weights
+        self.eph_mempool = MemPool(self.mem)         # global sub-page allocator ("tmem")
+        for name in GLOBAL_COUNTERS:
+            setattr(self, name, 0)
+        self.privileged = {0}                        # domains allowed control operations
+        self.create_domain(0, pages=dom0_pages,
+                           max_pages=dom0_pages if dom0_max_pages is None else dom0_max_pages)
+        self.mem.domains[0].privileged = True
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_cmdline(cls, cmdline: str, pages: int = 4096, **kw) -> "Host":
+        """Build a host from Xen's boot options: ``tmem`` must be present; ``tmem_compress``,
+        ``tmem_dedup``, ``tmem_tze``, ``tmem_shared_auth`` are booleans (``opt`` or
+        ``opt=0/1/yes/no/true/false/on/off``). Unknown words are other Xen options and ignored.
+
+        >>> Host.from_cmdline("dom0_mem=512M tmem tmem_compress", pages=1024).compress
+        True
+        """
+        opts = {}
+        for word in cmdline.split():
+            key, _, val = word.partition("=")
+            if not val:
+                on = True
+            elif val.lower() in ("1", "yes", "true", "on", "enable"):
+                on = True
+            elif val.lower() in ("0", "no", "false", "off", "disable"):
+                on = False
+            else:
+                continue
+            opts[key.lower()] = on
+        if not opts.get("tmem", False):
+            raise ValueError("tmem is off on this command line (Xen: do_tmem_op returns -ENODEV)")
+        kw.setdefault("compress", opts.get("tmem_compress", False))
+        kw.setdefault("dedup", opts.get("tmem_dedup", False))
+        kw.setdefault("tze", opts.get("tmem_tze", False))
+        if "tmem_shared_auth" in opts:
+            kw.setdefault("shared_auth", opts["tmem_shared_auth"])
+        return cls(pages, **kw)
+
+    def create_domain(self, domid: int, pages: int = 0, max_pages: int | None = None,
+                      privileged: bool = False):
+        """Create a domain holding ``pages`` frames of its own, billed up to ``max_pages``
+        (default: ``pages``). Memory comes from the heap; if it is short, tmem gives back
+        freeable frames (evicting ephemeral pages). ``MemoryError`` if it cannot."""
+        if not isinstance(domid, int) or not 0 <= domid < abi.TMEM_CLI_ID_NULL:
+            raise ValueError(f"bad domain id {domid!r}")
+        with self.tmem_rwlock_w():
+            d = self.mem.add_domain(domid, pages, pages if max_pages is None else max_pages,
+                                    privileged)
+        if privileged:
+            self.privileged.add(domid)
+        return d
+
+    def destroy_domain(self, domid: int) -> None:
+        """Xen: ``domain_kill`` → ``tmem_destroy``: flush every pool of its client, free the
+        client, then give the domain's memory back to the heap (scrubbed)."""
+        if domid not in self.mem.domains:
+            raise ValueError(f"no domain {domid}")
+        if domid == 0:
+            raise ValueError("domain 0 cannot be destroyed")
+        with self.tmem_rwlock_w():
+            client = self.clients.get(domid)
+            if client is not None:
+                for i, pool in enumerate(client.pools):
+                    if pool is not None:
+                        client.pools[i] = None
+                        self._pool_flush(pool, client)
+                self.client_weight_total -= client.weight
+                client.persistent_pool.destroy()
+                del self.clients[domid]
+            self.mem.remove_domain(domid)
+            self.privileged.discard(domid)
+
+    class _WriteLocked:
+        __slots__ = ("lock",)
+
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            self.lock.write_lock()
+
+        def __exit__(self, *exc):
+            self.lock.write_unlock()
+
+    def tmem_rwlock_w(self):
+        """Context manager holding ``tmem_rwlock`` for writing."""
+        return Host._WriteLocked(self.tmem_rwlock)
+
+    # --- the hypercall --------------------------------------------------------------------------
+    def do_tmem_op(self, domid: int, op: abi.TmemOp) -> int:
+        """Xen: ``do_tmem_op`` — the tmem hypercall from domain ``domid``. Returns Xen's value.
+
+        Raises ``ValueError`` only if ``domid`` is not a domain of this host (no such caller
+        exists in Xen). Everything else, however malformed, gets a return code.
+        """
+        dom = self.mem.domains.get(domid)
+        if dom is None:
+            raise ValueError(f"no domain {domid!r} on this host")
+        self.total_tmem_ops += 1
+        rc = self._dispatch(dom, op)
+        if rc < 0:
+            self.errored_tmem_ops += 1
+        return rc
+
+    def _dispatch(self, dom, op) -> int:
+        if not _op_ok(op):
+            return -EFAULT                     # the tmem_op could not be copied in
+        cmd = op.cmd
+        if cmd == abi.TMEM_CONTROL or cmd == abi.TMEM_AUTH or cmd == abi.TMEM_RESTORE_NEW:
+            if not dom.privileged:
+                return -EPERM
+            with self.tmem_rwlock_w():
+                if cmd == abi.TMEM_CONTROL:
+                    return control.do_control(self, dom, op)
+                if cmd == abi.TMEM_AUTH:
+                    return control.shared_pool_auth(self, op.arg1, op.uuid, op.flags)
+                return control.restore_new_pool(self, op)
+        client = dom.client
+        if client is None:
+            with self.tmem_rwlock_w():
+                client = self._client_create(dom)
+        if cmd == abi.TMEM_NEW_POOL:
+            with self.tmem_rwlock_w():
+                return self._new_pool(client, op.flags, op.uuid, None)
+        if cmd == abi.TMEM_DESTROY_POOL:
+            with self.tmem_rwlock_w():
+                return self._destroy_pool(client, op.pool_id)
+        pool_id = op.pool_id
+        if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN:
+            return -ENODEV
+        pool = client.pools[pool_id]
+        if pool is None:
+            return -ENODEV
+        lock = self.tmem_rwlock
+        if cmd == abi.TMEM_PUT_PAGE:
+            if not _page_in_ok(op.page):
+                self.failed_copies += 1
+                return -EFAULT
+            lock.read_lock()
+            try:
+                if not evict.ensure_avail_pages(self, client):
+                    pool.puts += 1
+                    pool.no_mem_puts += 1
+                    return -ENOMEM
+                return self._put(pool, op.oid, op.index, op.page)
+            finally:
+                lock.read_unlock()
+        if cmd == abi.TMEM_GET_PAGE:
+            if not _page_out_ok(op.page):
+                self.failed_copies += 1
+                return -EFAULT
+            lock.read_lock()
+            try:
+                return self._get(pool, op.oid, op.index, op.page, client.cli_id)
+            finally:
+                lock.read_unlock()
+        if cmd == abi.TMEM_FLUSH_PAGE:
+            lock.read_lock()
+            try:
+                return self._flush_page(pool, op.oid, op.index)
+            finally:
+                lock.read_unlock()
+        if cmd == abi.TMEM_FLUSH_OBJECT:
+            lock.read_lock()
+            try:
+                return self._flush_object(pool, op.oid)
+            finally:
+                lock.read_unlock()
+        return -ENOSYS
+
+    # --- clients and pools ----------------------------------------------------------------------
+    def _client_create(self, dom) -> Client:
+        """Xen: ``client_create`` (caller holds tmem_rwlock for writing)."""
+        client = Client(dom, self.mem, self.compress)
+        dom.client = client
+        self.clients[dom.domid] = client
+        return client
+
+    def _new_pool(self, client, flags, uuid, want_id) -> int:
+        """Xen: ``do_tmem_new_pool``. ``want_id`` None: lowest free slot (guest call);
+        an int: that slot (TMEM_RESTORE_NEW). Returns the pool id or -EPERM/-ENOMEM."""
+        persistent = bool(flags & abi.TMEM_POOL_PERSIST)
+        shared = bool(flags & abi.TMEM_POOL_SHARED)
+        if (flags >> abi.TMEM_POOL_VERSION_SHIFT) & abi.TMEM_POOL_VERSION_MASK != abi.TMEM_SPEC_VERSION:
+            return -EPERM
+        if shared and persistent:
+            return -EPERM
+        if (flags >> abi.TMEM_POOL_PAGESIZE_SHIFT) & abi.TMEM_POOL_PAGESIZE_MASK != 0:
+            return -EPERM                      # only the host page size (4 KiB)
+        if flags & abi.TMEM_POOL_PRECOMPRESSED or flags & abi.TMEM_POOL_RESERVED_BITS:
+            return -EPERM
+        if flags >> 32:
+            return -EPERM
+        if want_id is None:
+            try:
+                slot = client.pools.index(None)
+            except ValueError:
+                return -EPERM                  # all 16 slots used
+        else:
+            if not 0 <= want_id < MAX_POOLS_PER_DOMAIN or client.pools[want_id] is not None:
+                return -EPERM
+            slot = want_id
+        uuid = tuple(uuid)
+        if shared:
+            if uuid == INVALID_UUID:
+                shared = False
+            elif (self.shared_auth and not self.global_shared_auth
+                  and uuid not in client.shared_auth_uuid):
+                shared = False                 # not authorised: silently private
+        if shared:
+            for pool in self.shared_pools:
+                if pool is not None and pool.uuid == uuid:
+                    if not self.eph_mempool.alloc(SIZEOF_SHARELIST):
+                        return -ENOMEM
+                    pool.share_list.append(client)
+                    pool.shared_count += 1
+                    client.pools[slot] = pool
+                    return slot
+            try:
+                gslot = self.shared_pools.index(None)
+            except ValueError:
+                return -EPERM                  # no global shared slot
+            if not self.eph_mempool.alloc(SIZEOF_SHARELIST):
+                return -ENOMEM
+            pool = Pool(client, slot, False, True, uuid, self.eph_mempool)
+            pool.share_list.append(client)
+            pool.shared_count = 1
+            self.shared_pools[gslot] = pool
+        else:
+            mempool = client.persistent_pool if persistent else self.eph_mempool
+            pool = Pool(client, slot, persistent, False, uuid, mempool)
+        client.pools[slot] = pool
+        return slot
+
+    def _destroy_pool(self, client, pool_id) -> int:
+        """Xen: ``do_tmem_destroy_pool`` — 1 if a pool went, 0 for a bad or empty slot."""
+        if not isinstance(pool_id, int) or not 0 <= pool_id < MAX_POOLS_PER_DOMAIN:
+            return 0
+        pool = client.pools[pool_id]
+        if pool is None:
+            return 0
+        client.pools[pool_id] = None
+        self._pool_flush(pool, client)
+        return 1
+
+    def _pool_flush(self, pool, client) -> None:
+        """Xen: ``pool_flush`` (tmem_rwlock held for writing): a sharer quits a shared pool
+        (the pool survives while others share it); otherwise every object is destroyed."""
+        if pool.shared:
+            if self._shared_pool_quit(pool, client):
+                return                          # other sharers remain
+            self.shared_pools[self.shared_pools.index(pool)] = None
+        pool.is_dying = True
+        for obj in list(pool.objects()):
+            obj.lock.acquire()
+            self._obj_destroy(obj)
+
+    def _shared_pool_quit(self, pool, client) -> bool:
+        """Xen: ``shared_pool_quit`` — destroy the objects this client touched last, leave the
+        sharelist, hand ownership to the next sharer. True if sharers remain."""
+        for obj in list(pool.objects()):
+            if obj.last_client == client.cli_id:
+                obj.lock.acquire()
+                self._obj_destroy(obj)
+        if client in pool.share_list:
+            pool.share_list.remove(client)
+            pool.shared_count -= 1
+            self.eph_mempool.free(SIZEOF_SHARELIST)
+        if not pool.share_list:
+            return False
+        if pool.client is client:
+            self._shared_pool_reassign(pool, pool.share_list[0])
+        return True
+
+    def _shared_pool_reassign(self, pool, new_owner) -> None:
+        """Xen: ``shared_pool_reassign`` — the pool's ephemeral pages move to the new owner's
+        list (the doc's intent; Xen's code moved the old owner's whole list, see fidelity)."""
+        old = pool.client
+        with self.eph_lists_lock:
+            moved = [n.owner for n in list_iter(old.eph_list) if n.owner.obj.pool is pool]
+            for pgp in moved:
+                list_del(pgp.link_b)
+                list_add_tail(pgp.link_b, new_owner.eph_list)
+            old.eph_count -= len(moved)
+            new_owner.eph_count += len(moved)
+            if new_owner.eph_count > new_owner.eph_count_max:
+                new_owner.eph_count_max = new_owner.eph_count
+        pool.client = new_owner
+        pool.pool_id = new_owner.pools.index(pool)
+
+    # --- objects --------------------------------------------------------------------------------
+    def _obj_find_lock(self, pool, oid):
+        """Top-down lookup: pool read lock, then *try* the object lock; if another CPU holds
+        it, drop the pool lock and look again (so the pool lock is never held while waiting
+        for an object lock). Returns the locked object or None."""
+        plock = pool.lock
+        while True:
+            plock.read_lock()
+            obj = pool.find(oid)
+            if obj is None:
+                plock.read_unlock()
+                return None
+            if obj.lock.trylock():
+                plock.read_unlock()
+                return obj
+            plock.read_unlock()
+            time.sleep(0)
+
+    def _obj_alloc_lock(self, pool, oid):
+        """Xen: ``obj_alloc`` + insert — a new locked object, or the existing one if another
+        CPU inserted it meanwhile; None if the metadata cannot be allocated."""
+        if not pool.mempool.alloc(SIZEOF_OBJ):
+            self.alloc_failed += 1
+            return None
+        obj = Obj(pool, oid, pool.node_alloc, pool.node_free)
+        pool.lock.write_lock()
+        other = pool.find(oid)
+        if other is not None:                   # lost a race: use theirs
+            pool.lock.write_unlock()
+            pool.mempool.free(SIZEOF_OBJ)
+            return self._obj_find_lock(pool, oid)
+        obj.rbnode = pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].insert(
+            (oid[2], oid[1], oid[0]), obj)
+        obj.lock.acquire()
+        pool.lock.write_unlock()
+        pool.obj_count += 1
+        if pool.obj_count > pool.obj_count_max:
+            pool.obj_count_max = pool.obj_count
+        self.global_obj_count += 1
+        if self.global_obj_count > self.global_obj_count_max:
+            self.global_obj_count_max = self.global_obj_count
+        return obj
+
+    def _obj_free(self, obj, pool_locked: bool = False) -> None:
+        """Xen: ``obj_free`` — the object has no pages left: take it out of its bucket (pool
+        write lock, the named exception to the lock order) and free it. Caller holds
+        ``obj.lock``, which dies with the object."""
+        pool = obj.pool
+        if not pool_locked:
+            pool.lock.write_lock()
+        obj.tree.destroy()                      # a stump of nodes left by a failed insert
+        self._objnodes_changed(obj)
+        oid = obj.oid
+        pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].erase(obj.rbnode)
+        if not pool_locked:
+            pool.lock.write_unlock()
+        obj.rbnode = None
+        obj.pool = None
+        pool.obj_count -= 1
+        self.global_obj_count -= 1
+        pool.mempool.free(SIZEOF_OBJ)
+        obj.lock.release()
+
+    def _obj_destroy(self, obj) -> None:
+        """Xen: ``obj_destroy`` — free every page of a locked object, then the object."""
+        pool = obj.pool
+        pgps = [pgp for _, pgp in obj.tree.items()]
+        for pgp in pgps:
+            obj.tree.delete(pgp.index)
+            obj.pgp_count -= 1
+            self._pgp_delist_free(pgp, pool)
+        self._objnodes_changed(obj)
+        self._obj_free(obj)
+
+    def _objnodes_changed(self, obj) -> None:
+        """Bring the objnode counts of the object, pool and host in line with the radix tree."""
+        delta = obj.tree.node_count - obj.objnode_count
+        if delta:
+            obj.objnode_count += delta
+            pool = obj.pool
+            pool.objnode_count += delta
+            if pool.objnode_count > pool.objnode_count_max:
+                pool.objnode_count_max = pool.objnode_count
+            self.global_rtree_node_count += delta
+            if self.global_rtree_node_count > self.global_rtree_node_count_max:
+                self.global_rtree_node_count_max = self.global_rtree_node_count
+
+    # --- page descriptors -----------------------------------------------------------------------
+    def _pgp_store(self, pgp, pool, page) -> int:
+        """Put the guest's data into ``pgp``: compressed if the owner compresses and it pays,
+        else a whole frame (persistent: billed to the owner's domain). 1, or -ENOMEM."""
+        client = pool.client
+        if client.compress:
+            c = self.codec.compress(bytes(page))
+            if 0 < len(c) < MAX_ALLOC:
+                if not pool.mempool.alloc(len(c)):
+                    client.compress_nomem += 1
+                    self.alloc_failed += 1
+                    return -ENOMEM
+                pgp.size = len(c)
+                pgp.data = c
+                client.compressed_pages += 1
+                client.compressed_sum_size += len(c)
+                return 1
+            client.compress_poor += 1
+        mem = self.mem
+        f = mem.alloc_domain_page(client.domain) if pool.persistent else mem.alloc_tmem_page()
+        if f is None:
+            return -ENOMEM
+        mem.data[f] = np.frombuffer(page, dtype=np.uint8)
+        pgp.size = SIZE_RAW
+        pgp.data = f
+        self.global_page_count += 1
+        if self.global_page_count > self.global_page_count_max:
+            self.global_page_count_max = self.global_page_count
+        return 1
+
+    def _pgp_free_data(self, pgp, pool) -> None:
+        """Xen: ``pgp_free_data`` — release a pgp's frame (onto tmem_page_list) or bytes."""
+        data = pgp.data
+        if data is None:
+            return
+        if pgp.size == SIZE_RAW:
+            if pool.persistent:
+                self.mem.free_domain_page(pool.client.domain, data)
+            else:
+                self.mem.free_tmem_page(data)
+            self.global_page_count -= 1
+        else:
+            pool.mempool.free(pgp.size)
+            pool.client.compressed_pages -= 1
+            pool.client.compressed_sum_size -= pgp.size
+        pgp.data = None
+        pgp.size = SIZE_RAW
+
+    def _pgp_delist_free(self, pgp, pool) -> None:
+        """Xen: ``pgp_delist_free`` — off its lists, data freed, descriptor freed.
+        The pgp is already out of its radix tree."""
+        if pool.persistent:
+            with self.pers_lists_lock:
+                if pool.cur_pgp is pgp:
+                    pool.cur_pgp = None
+                list_del(pgp.link_b)
+        else:
+            with self.eph_lists_lock:
+                list_del(pgp.link_a)
+                list_del(pgp.link_b)
+                self.eph_count -= 1
+                pool.client.eph_count -= 1
+        self._pgp_free_data(pgp, pool)
+        pool.mempool.free(SIZEOF_PGP)
+        pgp.obj = None
+        pool.pgp_count -= 1
+        self.global_pgp_count -= 1
+
+    def _pgp_remove(self, obj, pgp) -> None:
+        """Take a pgp out of its (locked) object and free it; free the object if it was the
+        last page (which releases the object lock)."""
+        obj.tree.delete(pgp.index)
+        obj.pgp_count -= 1
+        pool = obj.pool
+        self._objnodes_changed(obj)
+        self._pgp_delist_free(pgp, pool)
+        if obj.pgp_count == 0:
+            self._obj_free(obj)
+        else:
+            obj.lock.release()
+
+    # --- PUT ------------------------------------------------------------------------------------
+    def _put(self, pool, oid, index, page) -> int:
+        """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate)."""
+        pool.puts += 1
+        client = pool.client
+        obj = self._obj_find_lock(pool, oid)
+        if obj is not None:
+            pgp = obj.tree.lookup(index)
+            if pgp is not None:
+                return self._dup_put(obj, pgp, page)
+            if client.frozen:
+                obj.lock.release()
+                pool.no_mem_puts += 1
+                return -EFROZEN
+            new_obj = False
+        else:
+            if client.frozen:
+                return -EFROZEN
+            obj = self._obj_alloc_lock(pool, oid)
+            if obj is None:
+                pool.no_mem_puts += 1
+                return -ENOMEM
+            new_obj = obj.pgp_count == 0
+        mempool = pool.mempool
+        rc = -ENOMEM
+        if mempool.alloc(SIZEOF_PGP):
+            pgp = Pgp(obj, index)
+            if obj.tree.insert(index, pgp) == 0:
+                obj.pgp_count += 1
+                pool.pgp_count += 1
+                self.global_pgp_count += 1
+                self._objnodes_changed(obj)
+                rc = self._pgp_store(pgp, pool, page)
+                if rc == 1:
+                    self._pgp_enlist(pgp, pool, client)
+                    if pool.shared:
+                        obj.last_client = client.cli_id
+                    obj.lock.release()
+                    pool.good_puts += 1
+                    if pool.persistent:
+                        client.succ_pers_puts += 1
+                    else:
+                        self.tot_good_eph_puts += 1
+                    self._track_max(pool)
+                    return 1
+                obj.tree.delete(index)
+                obj.pgp_count -= 1
+                pool.pgp_count -= 1
+                self.global_pgp_count -= 1
+                self._objnodes_changed(obj)
+            else:
+                self._objnodes_changed(obj)
+            mempool.free(SIZEOF_PGP)
+        else:
+            self.alloc_failed += 1
+        pool.no_mem_puts += 1
+        if obj.pgp_count == 0:
+            self._obj_free(obj)
+        else:
+            obj.lock.release()
+        return rc
+
+    def _pgp_enlist(self, pgp, pool, client) -> None:
+        if pool.persistent:
+            with self.pers_lists_lock:
+                list_add_tail(pgp.link_b, pool.pers_list)
+        else:
+            with self.eph_lists_lock:
+                list_add_tail(pgp.link_a, self.eph_list)
+                list_add_tail(pgp.link_b, client.eph_list)
+                self.eph_count += 1
+                if self.eph_count > self.global_eph_count_max:
+                    self.global_eph_count_max = self.eph_count
+                client.eph_count += 1
+                if client.eph_count > client.eph_count_max:
+                    client.eph_count_max = client.eph_count
+
+    def _track_max(self, pool) -> None:
+        if pool.pgp_count > pool.pgp_count_max:
+            pool.pgp_count_max = pool.pgp_count
+        if self.global_pgp_count > self.global_pgp_count_max:
+            self.global_pgp_count_max = self.global_pgp_count
+
+    def _dup_put(self, obj, pgp, page) -> int:
+        """Xen: ``do_tmem_dup_put`` — overwrite in place if the new data fits, else fail with
+        -ENOSPC having flushed the old data (never leave old data readable). The LRU position
+        of an ephemeral page does not change."""
+        pool = obj.pool
+        client = pool.client
+        if client.live_migrating:
+            ok = False
+        elif pgp.size == SIZE_RAW and not client.compress:
+            self.mem.data[pgp.data] = np.frombuffer(page, dtype=np.uint8)
+            ok = True
+        else:
+            self._pgp_free_data(pgp, pool)
+            ok = self._pgp_store(pgp, pool, page) == 1
+        if ok:
+            if pool.shared:
+                obj.last_client = client.cli_id
+            obj.lock.release()
+            pool.dup_puts_replaced += 1
+            pool.good_puts += 1
+            if pool.persistent:
+                client.succ_pers_puts += 1
+            return 1
+        self._pgp_remove(obj, pgp)
+        pool.dup_puts_flushed += 1
+        return -ENOSPC
+
+    # --- GET ------------------------------------------------------------------------------------
+    def _get(self, pool, oid, index, buf, caller_id) -> int:
+        """Xen: ``do_tmem_get``. 1 and the page in ``buf``; 0 if absent; -EEMPTY if the pool
+        holds no page at all. Private ephemeral gets are exclusive (the page leaves tmem);
+        shared ephemeral gets move the page to the young end of the LRU lists."""
+        if pool.pgp_count == 0:
+            return -EEMPTY
+        pool.gets += 1
+        obj = self._obj_find_lock(pool, oid)
+        if obj is None:
+            return 0
+        pgp = obj.tree.lookup(index)
+        if pgp is None:
+            obj.lock.release()
+            return 0
+        if pgp.size == SIZE_RAW:
+            memoryview(buf).cast("B")[:] = self.mem.data[pgp.data].data
+        else:
+            memoryview(buf).cast("B")[:] = self.codec.decompress(pgp.data)
+        client = pool.client
+        if pool.persistent:
+            obj.lock.release()
+            client.succ_pers_gets += 1
+        elif pool.shared:
+            with self.eph_lists_lock:
+                list_move_tail(pgp.link_a, self.eph_list)
+                list_move_tail(pgp.link_b, client.eph_list)
+            obj.last_client = caller_id
+            obj.lock.release()
+            client.succ_eph_gets += 1
+        else:
+            self._pgp_remove(obj, pgp)
+            client.succ_eph_gets += 1
+        pool.found_gets += 1
+        return 1
+
+    # --- FLUSH ----------------------------------------------------------------------------------
+    def _flush_page(self, pool, oid, index) -> int:
+        """Xen: ``do_tmem_flush_page`` — 1 found or not; -EFROZEN if frozen (flushed anyway)."""
+        pool.flushs += 1
+        obj = self._obj_find_lock(pool, oid)
+        if obj is not None:
+            pgp = obj.tree.lookup(index)
+            if pgp is None:
+                obj.lock.release()
+            else:
+                self._pgp_remove(obj, pgp)
+                pool.flushs_found += 1
+        return -EFROZEN if pool.client.frozen else 1
+
+    def _flush_object(self, pool, oid) -> int:
+        """Xen: ``do_tmem_flush_object`` — every page of the object; same return rule."""
+        pool.flush_objs += 1
+        obj = self._obj_find_lock(pool, oid)
+        if obj is not None:
+            self._obj_destroy(obj)
+            pool.flush_objs_found += 1
+        return -EFROZEN if pool.client.frozen else 1
+
+    # --- memory given back to Xen ---------------------------------------------------------------
+    def _relinquish_page(self):
+        """Xen: ``tmem_relinquish_pages(0, 0)`` — the heap is dry: hand over one frame from
+        tmem_page_list, evicting (at most 10 times) to fill it; scrubbed. None if impossible."""
+        if self.mem.freeable_page_count + len(self.mem.page_list) == 0:
+            return None
+        self.relinq_attempts += 1
+        evicts = 0
+        while not self.mem.page_list and evicts < self.evict_budget:
+            if not evict.tmem_evict(self, None):
+                break
+            evicts += 1
+        self.max_evicts_per_relinq = max(self.max_evicts_per_relinq, evicts)
+        f = self.mem.page_list_pop_scrubbed()
+        if f is not None:
+            self.relinq_pgs += 1
+        return f
+
+    # --- convenience ----------------------------------------------------------------------------
+    def freeable_pages(self) -> int:
+        """Xen: ``tmem_freeable_pages`` — tmem_page_list + ephemeral (anonymous) frames."""
+        return len(self.mem.page_list) + self.mem.freeable_page_count
+
+    def list_stats(self, cli_id: int = abi.TMEM_CLI_ID_NULL, long: bool = True,
+                   buflen: int = 32768) -> str:
+        """The TMEMC_LIST text, as ``xl tmem-list`` prints it (see :mod:`tmemref.core.stats`)."""
+        return stats.tmemc_list(self, cli_id, long, buflen)
+
+    # --- invariants -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Verify every cross-structure invariant; raises :class:`InvariantError`.
+
+        1. memory: :meth:`HostMemory.check` (each frame in one place, heap scrubbed, billing);
+        2. every pool, object, radix tree and rb-tree passes its own ``check()``;
+        3. each ephemeral pgp is on the global list and on its pool owner's list exactly once,
+           and nothing else is; list lengths equal ``eph_count`` (global and per client);
+        4. each raw pgp's frame is owned as its pool says (anonymous, or billed to the owner's
+           domain) and no frame backs two pgps; global counts equal the sums;
+        5. pool slots: each pool in a client's slots is its own or a shared pool it shares;
+           ``shared_pools`` holds exactly the live shared pools;
+        6. ``client_weight_total`` is the sum of weights; mempools pass their check.
+        """
+        from ..host.frames import ANON
+        self.mem.check()
+        self.eph_mempool.check()
+        pools, seen_frames = [], set()
+        n_obj = n_pgp = n_nodes = n_frames = 0
+        eph_pgps = set()
+        for cli_id, client in self.clients.items():
+            client.persistent_pool.check()
+            if client.domain.client is not client or client.cli_id != cli_id:
+                raise InvariantError(f"host invariant 5: client {cli_id} and its domain disagree")
+            slot_pools = [p for p in client.pools if p is not None]
+            if len(set(map(id, slot_pools))) != len(slot_pools):
+                raise InvariantError(f"host invariant 5: a pool is in two slots of client {cli_id}")
+            for slot, pool in client.pool_slots():
+                if pool.client is not client and not (pool.shared and client in pool.share_list):
+                    raise InvariantError(f"host invariant 5: client {cli_id} slot {slot} holds "
+                                         f"a pool it neither owns nor shares")
+                if pool.client is client and pool.pool_id != slot:
+                    raise InvariantError(f"host invariant 5: pool in slot {slot} of client "
+                                         f"{cli_id} says it is pool {pool.pool_id}")
+                if pool not in pools:
+                    pools.append(pool)
+        live_shared = [p for p in pools if p.shared]
+        if sorted(map(id, live_shared)) != sorted(id(p) for p in self.shared_pools if p):
+            raise InvariantError("host invariant 5: shared_pools and the clients' slots disagree")
+        for pool in pools:
+            pool.check()
+            if pool.client.cli_id not in self.clients:
+                raise InvariantError(f"host invariant 5: pool owned by a dead client")
+            n_obj += pool.obj_count
+            n_pgp += pool.pgp_count
+            n_nodes += pool.objnode_count
+            for obj in pool.objects():
+                for _, pgp in obj.tree.items():
+                    if pgp.size == SIZE_RAW:
+                        f = pgp.data
+                        want = pool.client.cli_id if pool.persistent else ANON
+                        if f in seen_frames or int(self.mem.owner[f]) != want:
+                            raise InvariantError(f"host invariant 4: frame {f} of {pgp} is "
+                                                 f"owned by {int(self.mem.owner[f])}, not {want}"
+                                                 " (or backs two pgps)")
+                        seen_frames.add(f)
+                        n_frames += 1
+                    if not pool.persistent:
+                        eph_pgps.add(id(pgp))
+        if (n_obj, n_pgp, n_nodes, n_frames) != (self.global_obj_count, self.global_pgp_count,
+                                                 self.global_rtree_node_count,
+                                                 self.global_page_count):
+            raise InvariantError(
+                f"host invariant 4: global obj/pgp/node/page counts {self.global_obj_count}/"
+                f"{self.global_pgp_count}/{self.global_rtree_node_count}/{self.global_page_count}"
+                f" but the structures hold {n_obj}/{n_pgp}/{n_nodes}/{n_frames}")
+        on_global = [n.owner for n in list_iter(self.eph_list)]
+        if len(on_global) != self.eph_count or len(set(map(id, on_global))) != len(on_global) \
+                or set(map(id, on_global)) != eph_pgps:
+            raise InvariantError(f"host invariant 3: global ephemeral list holds "
+                                 f"{len(on_global)} pages, eph_count {self.eph_count}, "
+                                 f"trees hold {len(eph_pgps)} ephemeral pages")
+        per_client = 0
+        for client in self.clients.values():
+            owners = [n.owner for n in list_iter(client.eph_list)]
+            if len(owners) != client.eph_count or client.eph_count > client.eph_count_max:
+                raise InvariantError(f"host invariant 3: client {client.cli_id} list holds "
+                                     f"{len(owners)} pages, eph_count {client.eph_count}")
+            for pgp in owners:
+                if pgp.obj is None or pgp.obj.pool.client is not client:
+                    raise InvariantError(f"host invariant 3: {pgp} is on client "
+                                         f"{client.cli_id}'s list but its pool is not theirs")
+            per_client += len(owners)
+        if per_client != self.eph_count:
+            raise InvariantError(f"host invariant 3: client lists hold {per_client} pages, "
+                                 f"global list {self.eph_count}")
+        if self.client_weight_total != sum(c.weight for c in self.clients.values()):
+            raise InvariantError("host invariant 6: client_weight_total is not the sum of weights")
+
+
+def _u(v, bits) -> bool:
+    return type(v) is int and 0 <= v < (1 << bits)
+
+
+def _op_ok(op) -> bool:
+    """Could a C ``struct tmem_op`` hold these values? (Else: -EFAULT, as a bad copy-in.)"""
+    if not isinstance(op, abi.TmemOp):
+        return False
+    if type(op.cmd) is not int or not 0 <= op.cmd <= U32 or type(op.pool_id) is not int \
+            or not -(1 << 31) <= op.pool_id < (1 << 31):
+        return False
+    oid = op.oid
+    if type(oid) is not tuple or len(oid) != 3 or not all(_u(w, 64) for w in oid):
+        return False
+    uuid = op.uuid
+    if type(uuid) is not tuple or len(uuid) != 2 or not all(_u(w, 64) for w in uuid):
+        return False
+    return (_u(op.index, 32) and _u(op.flags, 32) and _u(op.arg1, 32) and _u(op.arg2, 32)
+            and _u(op.subop, 32) and _u(op.cli_id, 32))
+
+
+def _page_in_ok(page) -> bool:
+    """A put's guest frame: exactly 4096 bytes readable."""
+    try:
+        m = memoryview(page)
+    except TypeError:
+        return False
+    return m.nbytes == PAGE_SIZE and m.c_contiguous
+
+
+def _page_out_ok(buf) -> bool:
+    """A get's guest frame: exactly 4096 bytes, writable, contiguous."""
+    try:
+        m = memoryview(buf)
+    except TypeError:
+        return False
+    return m.nbytes == PAGE_SIZE and not m.readonly and m.c_contiguous

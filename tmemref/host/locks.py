@@ -1,0 +1,209 @@
+"""Xen: tmem's locks (``tmem.c``, ``tmem_xen.c``) — real ``threading`` primitives, ranked.
+
+Lock order (take a lower rank before a higher one; never block on a lower rank while holding a
+higher one)::
+
+    rank 0  tmem_rwlock          global rwlock: write for NEW/DESTROY_POOL, control, domain death;
+                                 read for put/get/flush
+    rank 1  pool_rwlock          per pool: read to find an object, write to insert/erase objects
+    rank 2  obj_spinlock         per object: its radix tree and counts, held for the whole op
+    rank 3  pcd_tree_rwlocks[i]  dedup trees (one per first byte)
+    rank 4  eph_lists_spinlock   global and per-client ephemeral lists and their counts
+    rank 4  pers_lists_spinlock  pools' persistent lists, clients' invalidated lists
+    rank 5  tmem_page_list_lock  the free frame list ``tmem_page_list``
+    rank 6  heap_lock            the host heap
+
+Two ways round the order, both from Xen:
+
+* **trylock**: the bottom-up eviction walk holds ``eph_lists_spinlock`` (rank 4) and *tries* the
+  object lock (rank 2) and the pool lock (rank 1); a trylock never waits, so it cannot deadlock,
+  and a failure means "skip this page". The top-down path also *tries* the object lock under the
+  pool read lock and, if it is busy, drops the pool lock and looks the object up again.
+* **the named exception** ``obj_free``: freeing an object's last page takes ``pool_rwlock`` for
+  writing while holding ``obj_spinlock``. It is safe because every top-down taker of an object
+  lock uses trylock (above), so nobody waits for the object lock while holding the pool lock.
+
+``set_order_checking(True)`` makes every *blocking* acquire verify the order per thread and raise
+:class:`LockOrderError` on a violation (tests switch it on; it costs a little per acquire).
+
+Not re-entrant: like Xen's spinlocks, taking a lock the thread already holds deadlocks (the
+threading backend) — so the engine never does.
+
+>>> a, b = SpinLock("obj_spinlock", 2), SpinLock("eph_lists_spinlock", 4)
+>>> set_order_checking(True)
+>>> with a, b: pass
+>>> with b:
+...     try:
+...         a.acquire()
+...     except LockOrderError as e:
+...         print(e)
+lock order: obj_spinlock (rank 2) taken while holding eph_lists_spinlock (rank 4)
+>>> b.trylock() and (b.release() or True)   # trylock is exempt from the order
+True
+>>> set_order_checking(False)
+"""
+from __future__ import annotations
+
+import threading
+
+__all__ = ["SpinLock", "RWLock", "LockOrderError", "set_order_checking", "held_locks",
+           "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_LISTS", "RANK_PAGE_LIST",
+           "RANK_HEAP", "OBJ_FREE_EXCEPTION"]
+
+RANK_TMEM, RANK_POOL, RANK_OBJ, RANK_PCD, RANK_LISTS, RANK_PAGE_LIST, RANK_HEAP = range(7)
+#: The one allowed inversion: pool_rwlock (write) under obj_spinlock, when freeing an object.
+OBJ_FREE_EXCEPTION = ("pool_rwlock", "obj_spinlock")
+
+_checking = False
+_tls = threading.local()
+
+
+class LockOrderError(RuntimeError):
+    """A blocking acquire broke the documented lock order."""
+
+
+def set_order_checking(on: bool) -> None:
+    """Switch the per-thread lock-order checker on or off (global)."""
+    global _checking
+    _checking = bool(on)
+
+
+def held_locks() -> list:
+    """The locks this thread holds, in acquisition order (only tracked while checking is on)."""
+    return list(getattr(_tls, "held", ()))
+
+
+def _push(lock, blocking: bool) -> None:
+    held = getattr(_tls, "held", None)
+    if held is None:
+        held = _tls.held = []
+    if blocking and held:
+        top = max(held, key=lambda h: h.rank)
+        if lock.rank < top.rank and not (lock.name == OBJ_FREE_EXCEPTION[0]
+                                          and top.name == OBJ_FREE_EXCEPTION[1]):
+            raise LockOrderError(f"lock order: {lock.name} (rank {lock.rank}) taken while "
+                                 f"holding {top.name} (rank {top.rank})")
+    held.append(lock)
+
+
+def _pop(lock) -> None:
+    held = getattr(_tls, "held", None)
+    if held and lock in held:
+        # remove the most recent entry for this lock
+        for i in range(len(held) - 1, -1, -1):
+            if held[i] is lock:
+                del held[i]
+                break
+
+
+class SpinLock:
+    """Xen: ``spinlock_t``. A non-reentrant mutex with ``trylock``; O(1).
+
+    ``held`` tells whether some thread holds it (for pictures and tests, not for decisions).
+    """
+    __slots__ = ("name", "rank", "_lock")
+
+    def __init__(self, name: str, rank: int):
+        self.name = name              # the Xen lock this stands for
+        self.rank = rank              # position in the lock order (module docstring)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """``spin_lock``: wait until free. Checked against the lock order when checking is on."""
+        if _checking:
+            _push(self, True)
+        self._lock.acquire()
+
+    def trylock(self) -> bool:
+        """``spin_trylock``: take it if free and return True, else return False at once."""
+        if self._lock.acquire(False):
+            if _checking:
+                _push(self, False)
+            return True
+        return False
+
+    def release(self) -> None:
+        """``spin_unlock``."""
+        if _checking:
+            _pop(self)
+        self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __repr__(self):
+        return f"<SpinLock {self.name}{' held' if self.held else ''}>"
+
+
+class RWLock:
+    """Xen: ``rwlock_t``. Many readers or one writer; ``write_trylock`` never waits; O(1).
+
+    Built from two mutexes: ``_w`` is held by the writer, or on behalf of all readers by the
+    first reader in (and released by the last one out); ``_m`` guards the reader count.
+    Readers do not starve writers forever only because Python's GIL switches threads; a
+    fairness guarantee is not part of the model.
+    """
+    __slots__ = ("name", "rank", "_m", "_w", "readers", "writer")
+
+    def __init__(self, name: str, rank: int):
+        self.name = name              # the Xen lock this stands for
+        self.rank = rank              # position in the lock order
+        self._m = threading.Lock()    # guards ``readers``
+        self._w = threading.Lock()    # held by the writer or by the group of readers
+        self.readers = 0              # threads holding it for reading
+        self.writer = False           # True while held for writing
+
+    def read_lock(self) -> None:
+        """``read_lock``: wait until no writer holds it."""
+        if _checking:
+            _push(self, True)
+        with self._m:
+            if self.readers == 0:
+                self._w.acquire()
+            self.readers += 1
+
+    def read_unlock(self) -> None:
+        if _checking:
+            _pop(self)
+        with self._m:
+            self.readers -= 1
+            if self.readers == 0:
+                self._w.release()
+
+    def write_lock(self) -> None:
+        """``write_lock``: wait until nobody holds it."""
+        if _checking:
+            _push(self, True)
+        self._w.acquire()
+        self.writer = True
+
+    def write_trylock(self) -> bool:
+        """``write_trylock``: take it for writing if nobody holds it, else return False."""
+        if self._w.acquire(False):
+            self.writer = True
+            if _checking:
+                _push(self, False)
+            return True
+        return False
+
+    def write_unlock(self) -> None:
+        if _checking:
+            _pop(self)
+        self.writer = False
+        self._w.release()
+
+    @property
+    def held(self) -> bool:
+        return self._w.locked()
+
+    def __repr__(self):
+        state = "W" if self.writer else (f"R{self.readers}" if self.readers else "free")
+        return f"<RWLock {self.name} {state}>"
