@@ -267,7 +267,7 @@ class Host:
                     pool.puts += 1
                     pool.no_mem_puts += 1
                     return -ENOMEM
-                return self._put(pool, op.oid, op.index, op.page)
+                return self._put(pool, op.oid, op.index, op.page, client.cli_id)
             finally:
                 lock.read_unlock()
         if cmd == abi.TMEM_GET_PAGE:
@@ -582,28 +582,25 @@ class Host:
             obj.lock.release()
 
     # --- PUT ------------------------------------------------------------------------------------
-    def _put(self, pool, oid, index, page) -> int:
+    def _put(self, pool, oid, index, page, caller_id) -> int:
         """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate)."""
         pool.puts += 1
         client = pool.client
         obj = self._obj_find_lock(pool, oid)
-        if obj is not None:
-            pgp = obj.tree.lookup(index)
-            if pgp is not None:
-                return self._dup_put(obj, pgp, page)
-            if client.frozen:
-                obj.lock.release()
-                pool.no_mem_puts += 1
-                return -EFROZEN
-            new_obj = False
-        else:
+        if obj is None:
             if client.frozen:
                 return -EFROZEN
             obj = self._obj_alloc_lock(pool, oid)
             if obj is None:
                 pool.no_mem_puts += 1
                 return -ENOMEM
-            new_obj = obj.pgp_count == 0
+        pgp = obj.tree.lookup(index)
+        if pgp is not None:
+            return self._dup_put(obj, pgp, page, caller_id)
+        if client.frozen:
+            obj.lock.release()
+            pool.no_mem_puts += 1
+            return -EFROZEN
         mempool = pool.mempool
         rc = -ENOMEM
         if mempool.alloc(SIZEOF_PGP):
@@ -617,7 +614,7 @@ class Host:
                 if rc == 1:
                     self._pgp_enlist(pgp, pool, client)
                     if pool.shared:
-                        obj.last_client = client.cli_id
+                        obj.last_client = caller_id
                     obj.lock.release()
                     pool.good_puts += 1
                     if pool.persistent:
@@ -633,6 +630,7 @@ class Host:
                 self._objnodes_changed(obj)
             else:
                 self._objnodes_changed(obj)
+                self.alloc_failed += 1
             mempool.free(SIZEOF_PGP)
         else:
             self.alloc_failed += 1
@@ -664,7 +662,7 @@ class Host:
         if self.global_pgp_count > self.global_pgp_count_max:
             self.global_pgp_count_max = self.global_pgp_count
 
-    def _dup_put(self, obj, pgp, page) -> int:
+    def _dup_put(self, obj, pgp, page, caller_id) -> int:
         """Xen: ``do_tmem_dup_put`` — overwrite in place if the new data fits, else fail with
         -ENOSPC having flushed the old data (never leave old data readable). The LRU position
         of an ephemeral page does not change."""
@@ -680,7 +678,7 @@ class Host:
             ok = self._pgp_store(pgp, pool, page) == 1
         if ok:
             if pool.shared:
-                obj.last_client = client.cli_id
+                obj.last_client = caller_id
             obj.lock.release()
             pool.dup_puts_replaced += 1
             pool.good_puts += 1
