@@ -1,0 +1,113 @@
+"""Where tmemref differs from Xen's documentation or Xen's code, and why — one record each.
+
+The rule: where Xen's code and its documentation disagree, tmemref follows the documented
+intent by default and offers the code's behaviour behind a named option where it is
+observable; where they agree, tmemref follows them; known Xen bugs are named, not reproduced.
+The book's fidelity chapter renders this table, so it cannot drift from the code.
+
+>>> all(n.topic and n.tmemref for n in NOTES)
+True
+>>> sorted({n.kind for n in NOTES})
+['bug not reproduced', 'choice', 'code vs doc', 'not modelled yet', 'version']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Note:
+    topic: str                  # what it is about
+    kind: str                   # 'code vs doc', 'version', 'choice', 'bug not reproduced', 'not modelled yet'
+    xen: str                    # what Xen's docs and/or code do (with versions)
+    tmemref: str                # what tmemref does
+    option: Optional[str] = None   # the Host option that gives the other behaviour, if any
+
+
+NOTES = (
+    Note("Over-quota rule for weighted clients", "code vs doc",
+         "tmem-internals.html: a client whose share of ephemeral pages exceeds its weight's share "
+         "is evicted from its own list. client_over_quota() in every Xen computes "
+         "g*100/c > T*100/w, true when the client's share is *below* its weight's share.",
+         "The documented rule by default.", 'Host(quota_rule="xen")'),
+    Note("LRU head and tail", "code vs doc",
+         "The doc says pages are evicted from the tail and promoted to the front; the code adds "
+         "at the tail and evicts from the head. Same policy, opposite names.",
+         "Lists are drawn and iterated oldest first; new and promoted pages go to the young end."),
+    Note("TMEMC_DESTROY", "code vs doc",
+         "Named 'destroy', but tmemc_freeze_pools() only prints 'destroyed' and thaws the client.",
+         "Does what the code does: thaws, destroys nothing."),
+    Note("TMEM_AUTH flag value", "code vs doc",
+         "xl's help text (<= 4.8) and the 4.12 man page say 0=auth, 1=deauth; the hypervisor "
+         "always took 1 = authorise, 0 = revoke.",
+         "1 authorises, 0 revokes (the hypervisor's meaning)."),
+    Note("Who may call control operations", "version",
+         "Until 4.2 any guest could issue TMEM_CONTROL, TMEM_AUTH and TMEM_RESTORE_NEW (XSA-15); "
+         "4.2.1+ restricted control to privileged domains; 4.9 replaced AUTH/RESTORE_NEW.",
+         "TMEM_CONTROL (classic TMEMC_* numbering), TMEM_AUTH and TMEM_RESTORE_NEW work for "
+         "privileged domains only (domain 0 by default); others get -EPERM."),
+    Note("Unknown commands", "version",
+         "<= 4.3 returned 0 (and NEW_PAGE/READ/WRITE worked); 4.4+ return -ENOSYS. TMEM_CONTROL "
+         "returns -EOPNOTSUPP from 4.6 (moved to sysctl).",
+         "-ENOSYS for 3, 8, 9, 10 and every unknown command, after the pool check (a bad pool "
+         "gives -ENODEV first); TMEM_CONTROL runs the classic sub-ops."),
+    Note("Shared persistent pools", "version",
+         "Allowed up to 4.4, rejected with -EPERM from 4.5.", "Rejected (-EPERM)."),
+    Note("Authorisation to join shared pools", "version",
+         "<= 4.8 needed only with the boot option tmem_shared_auth (default off), so any guest "
+         "that guessed a uuid could join; 4.9+ required it by default.",
+         "Required by default; an unauthorised guest silently gets a private pool.",
+         "Host(shared_auth=False)"),
+    Note("1 MB guard failure", "version",
+         "tmem_ensure_avail_pages() was void in <= 4.3 (the put went on); 4.4+ fail the put with "
+         "-ENOMEM after 10 failed evictions.", "The 4.4+ behaviour (-ENOMEM).",
+         "Host(min_free_pages=..., evict_budget=...)"),
+    Note("tmem_rwlock on page operations", "version",
+         "The doc (<= 4.3): page operations hold it for reading, invasive ones for writing. 4.5+ "
+         "takes it for writing first and downgrades after validating the pool.",
+         "The documented scheme."),
+    Note("A bad guest frame", "choice",
+         "Xen copies the page late: a bad frame in a duplicate put flushes the old data; in a "
+         "private ephemeral get it leaks the already-unlinked descriptor.",
+         "The frame is validated before anything changes: -EFAULT, failed_copies++, no state "
+         "change. A TmemOp whose values no C struct could hold is -EFAULT too."),
+    Note("last_client of a shared object on put", "choice",
+         "Xen's put records the pool *owner's* id; its get records the caller's.",
+         "Both record the caller, so 'a sharer's destroy removes the objects it touched last' "
+         "means what it says."),
+    Note("shared_pool_reassign", "bug not reproduced",
+         "Moves the old owner's *whole* ephemeral list (pages of its other pools too) to the new "
+         "owner and shifts eph_count by this pool's page count.",
+         "Moves exactly this pool's pages."),
+    Note("Duplicate put of an uncompressed page", "choice",
+         "The code frees the old frame and allocates a new one; the doc allows overwriting in "
+         "place when the size is the same (option 1).",
+         "Overwrites in place (unobservable: the freed frame would be reused at once)."),
+    Note("Compression codec", "choice",
+         "LZO1X-1; a page is kept compressed iff 0 < size < 4064 bytes.",
+         "Same threshold, but zlib level 1 by default (stdlib); any codec can be plugged in.",
+         "Host(codec=...)"),
+    Note("Deduplication and trailing-zero elimination", "not modelled yet",
+         "4.1-4.7: pcds in 256 trees keyed by first byte, second-chance eviction, tze.",
+         "Host(dedup=True) or Host(tze=True) raises NotImplementedError."),
+    Note("Save / restore / live migration sub-ops", "not modelled yet",
+         "TMEMC_SAVE_* and TMEMC_RESTORE_* (<= 4.7 numbering).", "They return -EOPNOTSUPP."),
+    Note("T= timing line in LIST", "version",
+         "<= 4.3 printed it only in TMEM_PERF builds; 4.12 prints a bare 'T'.",
+         "No T= line (no cycle counters are kept; Tc is always 0)."),
+    Note("LIST quirks", "bug not reproduced",
+         "tmemc_list_shared() does not reset its offset between shared pools; the C= line is "
+         "copied without a length check.",
+         "Every line is placed and length-checked."),
+    Note("Metadata allocator", "choice",
+         "TLSF, one pool per client for persistent metadata, first page taken lazily.",
+         "A byte-counting pool with the same billing and the same lazy first frame; sizes are "
+         "approximate x86-64 sizeofs (tmemref.host.alloc.SIZEOF)."),
+)
+
+
+def table(kind: Optional[str] = None):
+    """The notes as rows of (topic, kind, xen, tmemref, option), optionally of one kind."""
+    return [(n.topic, n.kind, n.xen, n.tmemref, n.option or "")
+            for n in NOTES if kind is None or n.kind == kind]
