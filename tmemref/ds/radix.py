@@ -83,8 +83,6 @@ gang lookups and RCU of the Linux original are not modelled.
 """
 
 import errno
-from itertools import compress
-from operator import is_not
 
 from tmemref.errors import InvariantError
 
@@ -132,9 +130,6 @@ _LIMIT = tuple(
 )
 # _SHIFT[h]: shift that selects the root node's slot in a tree of height h >= 1.
 _SHIFT = tuple(RADIX_TREE_MAP_SHIFT * max(h - 1, 0) for h in range(RADIX_TREE_MAX_HEIGHT + 1))
-
-_SLOT_NUMBERS = range(RADIX_TREE_MAP_SIZE)
-_NONES = (None,) * RADIX_TREE_MAP_SIZE
 
 _ENOMEM = -errno.ENOMEM
 _EEXIST = -errno.EEXIST
@@ -426,7 +421,7 @@ class RadixTree:
         """Return an iterator of ``(index, item)`` in increasing index order. O(n + nodes).
 
         The pairs are gathered before the iterator is returned, so the caller may insert or
-        delete while iterating. Xen: ``radix_tree_gang_lookup`` in batches.
+        delete while iterating. Xen: the nearest C call is ``radix_tree_gang_lookup``.
 
         >>> t = RadixTree()
         >>> for i in (4096, 0, 63): _ = t.insert(i, i * 10)
@@ -546,12 +541,11 @@ def _check_node(node, level, base):
         raise InvariantError(
             f"radix invariant 1: the node covering index {base} does not have 64 slots"
         )
-    # The used slot numbers, found at C speed (check() runs after every step of the tests).
-    used = list(compress(_SLOT_NUMBERS, map(is_not, slots, _NONES)))
-    if node.count != len(used):
+    used = RADIX_TREE_MAP_SIZE - slots.count(None)
+    if node.count != used:
         raise InvariantError(
             f"radix invariant 1: the node covering index {base} has count {node.count} but "
-            f"{len(used)} used slots"
+            f"{used} used slots"
         )
     if not used:
         raise InvariantError(f"radix invariant 2: the node covering index {base} is empty")
@@ -561,15 +555,18 @@ def _check_node(node, level, base):
                 f"radix invariant 5: a node sits in a bottom-level slot of the node covering "
                 f"index {base}"
             )
-        if base + used[-1] > RADIX_TREE_MAX_INDEX:
-            raise InvariantError(
-                f"radix invariant 5: an item sits at index {base + used[-1]} >= 2**32"
-            )
-        return 1, len(used)
+        if base + RADIX_TREE_MAP_MASK > RADIX_TREE_MAX_INDEX:
+            last = max(i for i, item in enumerate(slots) if item is not None)
+            if base + last > RADIX_TREE_MAX_INDEX:
+                raise InvariantError(
+                    f"radix invariant 5: an item sits at index {base + last} >= 2**32"
+                )
+        return 1, used
     nodes, items = 1, 0
     step = 1 << (RADIX_TREE_MAP_SHIFT * (level - 1))
-    for slot in used:
-        child = slots[slot]
+    for slot, child in enumerate(slots):
+        if child is None:
+            continue
         if type(child) is not RadixNode:
             raise InvariantError(
                 f"radix invariant 5: item {child!r} sits above the bottom level (slot for "
