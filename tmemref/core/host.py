@@ -866,25 +866,33 @@ class Host:
             raise InvariantError("host invariant 6: client_weight_total is not the sum of weights")
 
 
-def _u(v, bits) -> bool:
-    return type(v) is int and 0 <= v < (1 << bits)
-
-
 def _op_ok(op) -> bool:
-    """Could a C ``struct tmem_op`` hold these values? (Else: -EFAULT, as a bad copy-in.)"""
+    """Could a C ``struct tmem_op`` hold these values? (Else: -EFAULT, as a bad copy-in.)
+
+    Every u32 field is an int in [0, 2**32), pool_id an int32, oid three u64 words, uuid two.
+    (OR-ing non-negative ints and shifting tests the range of all of them at once; a negative
+    one makes the OR negative, which fails the same test.)
+    """
     if not isinstance(op, abi.TmemOp):
         return False
-    if type(op.cmd) is not int or not 0 <= op.cmd <= U32 or type(op.pool_id) is not int \
-            or not -(1 << 31) <= op.pool_id < (1 << 31):
+    cmd, index, flags, arg1, arg2, subop, cli_id, pool_id = (
+        op.cmd, op.index, op.flags, op.arg1, op.arg2, op.subop, op.cli_id, op.pool_id)
+    if not (type(cmd) is int and type(index) is int and type(flags) is int
+            and type(arg1) is int and type(arg2) is int and type(subop) is int
+            and type(cli_id) is int and type(pool_id) is int):
         return False
-    oid = op.oid
-    if type(oid) is not tuple or len(oid) != 3 or not all(_u(w, 64) for w in oid):
+    if (cmd | index | flags | arg1 | arg2 | subop | cli_id) >> 32 or \
+            not -0x80000000 <= pool_id < 0x80000000:
         return False
-    uuid = op.uuid
-    if type(uuid) is not tuple or len(uuid) != 2 or not all(_u(w, 64) for w in uuid):
+    oid, uuid = op.oid, op.uuid
+    if type(oid) is not tuple or len(oid) != 3 or type(uuid) is not tuple or len(uuid) != 2:
         return False
-    return (_u(op.index, 32) and _u(op.flags, 32) and _u(op.arg1, 32) and _u(op.arg2, 32)
-            and _u(op.subop, 32) and _u(op.cli_id, 32))
+    a, b, c = oid
+    u, v = uuid
+    if not (type(a) is int and type(b) is int and type(c) is int and type(u) is int
+            and type(v) is int):
+        return False
+    return not (a | b | c | u | v) >> 64
 
 
 def _page_in_ok(page) -> bool:
