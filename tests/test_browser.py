@@ -1,0 +1,223 @@
+"""The built book, opened in a real browser, offline.
+
+A session fixture builds the whole book once (``jupyter-book build --all . -W -n --keep-going``)
+into a temporary folder, serves the HTML on 127.0.0.1, and Debian's chromium (driven by the
+playwright package, without ``playwright install``) opens every page of the toc. A page fails if:
+
+- an ``<img>`` did not decode (graphviz diagrams are ``<img src=...svg>``);
+- a widget view did not render into the page (the widget JavaScript is vendored in
+  ``book/_widgetjs``: offline, a CDN-loaded manager draws nothing);
+- its text contains a Python traceback;
+- it asked for anything outside localhost (such requests are recorded and blocked, so the test
+  runs offline and proves the book does), or a local request failed (404, ...);
+- its JavaScript threw an uncaught exception.
+
+Nothing is skipped: without chromium the tests fail and say how to install it.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from test_book import ROOT, entry_path, toc_entries
+
+BUILD_TIMEOUT = 1800  # seconds for the whole book
+WIDGET_TIMEOUT_MS = 30_000
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+# Lines with "WARNING" in the build log that are not about the book. Each needs a reason.
+HARMLESS_LOG_LINES = [
+    # ipykernel >= 7 logs this when a kernel starts on the default local TCP transport, which
+    # is how nbclient (inside myst-nb) starts every kernel; it is not a Sphinx warning.
+    re.compile(r"^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\."),
+]
+# Local requests allowed to fail. Each needs a reason.
+HARMLESS_MISSING = [
+    # embed-amd.js's CSS declares Font Awesome 5 @font-faces (for widget icons) at hashed names
+    # beside the bundle; the theme's <i class="fa-solid ..."> icons match them for a moment
+    # before fontawesome.js swaps them for SVGs, so the browser asks. Only the two JS files are
+    # vendored (book/_widgetjs/README.md): the theme's icons are SVG and draw without the font;
+    # a widget with an icon= would need these fonts vendored too.
+    re.compile(r"/@jupyter-widgets/(html-manager/dist/)?[0-9a-f]{20}\.(woff2|woff|ttf|eot|svg)$"),
+]
+
+
+def page_paths() -> list[str]:
+    """Built HTML path (relative to the site root) of every page in the toc."""
+    paths = []
+    for entry in toc_entries():
+        source = entry_path(entry)
+        rel = (source.relative_to(ROOT) if source else Path(entry)).with_suffix(".html")
+        paths.append(rel.as_posix())
+    return paths
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> Path:
+    """Build the book once into a temp dir; return the folder of its HTML."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = shutil.which("jupyter-book") or pytest.fail(
+        "jupyter-book is not installed: pip install -r requirements.txt", pytrace=False
+    )
+    cmd = [jupyter_book, "build", "--all", str(ROOT), "-W", "-n", "--keep-going",
+           "--path-output", str(out)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    log = proc.stdout + proc.stderr
+    (out / "build.log").write_text(log)
+    print(f"book built in {time.monotonic() - started:.1f} s; log in {out / 'build.log'}",
+          file=sys.stderr)
+    assert proc.returncode == 0, f"book build failed (exit {proc.returncode}):\n{log[-8000:]}"
+    warnings = [
+        line for line in log.splitlines()
+        if "WARNING" in line and not any(p.search(line) for p in HARMLESS_LOG_LINES)
+    ]
+    assert not warnings, "book build log has warnings:\n" + "\n".join(warnings)
+    html = out / "_build" / "html"
+    assert (html / "index.html").is_file(), f"no index.html in {html}"
+    return html
+
+
+@pytest.fixture(scope="session")
+def site_url(built_site) -> str:
+    """Serve the built HTML on 127.0.0.1 at a free port, from a thread."""
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest's output clean
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail(
+            "chromium not found on PATH; the browser test needs Debian's chromium: "
+            "apt-get update && apt-get install -y chromium",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -r requirements.txt", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+# Runs in the page: for every widget view script, did the manager put a rendered widget before it?
+# (html-manager's embed code inserts a div.widget-subarea before each view script and renders the
+# view into it.)
+WIDGET_STATUS_JS = """
+() => Array.from(document.querySelectorAll(
+        'script[type="application/vnd.jupyter.widget-view+json"]')).map((tag) => {
+    const area = tag.previousElementSibling;
+    const ok = area !== null && area.classList.contains('widget-subarea')
+        && area.querySelector('.jupyter-widgets') !== null
+        && area.getBoundingClientRect().height > 0;
+    let model = '?';
+    try { model = JSON.parse(tag.textContent).model_id; } catch (e) {}
+    return {model: model, ok: ok};
+})
+"""
+
+BROKEN_IMAGES_JS = """
+() => Array.from(document.images)
+    .filter((img) => !img.complete || img.naturalWidth === 0)
+    .map((img) => img.currentSrc || img.src)
+"""
+
+
+@pytest.mark.parametrize("page_path", page_paths())
+def test_page_renders_offline(browser, site_url, built_site, page_path):
+    assert (built_site / page_path).is_file(), f"{page_path} was not built"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    foreign: list[str] = []
+    failed: list[str] = []
+    js_errors: list[str] = []
+
+    def gate(route):
+        url = route.request.url
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob", "about") or parts.hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            foreign.append(url)
+            route.abort()
+
+    page.route("**/*", gate)
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+
+    def local_failure(url: str, why: str):
+        if not any(p.search(urlsplit(url).path) for p in HARMLESS_MISSING):
+            failed.append(f"{why} {url}")
+
+    page.on("response", lambda r: r.status >= 400 and local_failure(r.url, str(r.status)))
+    page.on("requestfailed", lambda r: urlsplit(r.url).hostname in LOCAL_HOSTS
+            and local_failure(r.url, str(r.failure)))
+    try:
+        page.goto(f"{site_url}/{page_path}", wait_until="load")
+        widgets = page.evaluate(WIDGET_STATUS_JS)
+        if widgets:
+            try:
+                page.wait_for_function(
+                    f"() => ({WIDGET_STATUS_JS})().every((w) => w.ok)",
+                    timeout=WIDGET_TIMEOUT_MS,
+                )
+            except Exception:
+                pass  # reported below with the list of widgets that did not render
+            widgets = page.evaluate(WIDGET_STATUS_JS)
+        page.wait_for_load_state("networkidle")
+        broken_images = page.evaluate(BROKEN_IMAGES_JS)
+        text = page.inner_text("body")
+        shot = built_site.parent.parent / "screenshots" / (page_path.replace("/", "_") + ".png")
+        shot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+    finally:
+        context.close()
+
+    problems = []
+    if broken_images:
+        problems.append(f"images that did not decode: {broken_images}")
+    unrendered = [w["model"] for w in widgets if not w["ok"]]
+    if unrendered:
+        problems.append(f"{len(unrendered)} of {len(widgets)} widget views did not render "
+                        f"(models {unrendered})")
+    if "Traceback (most recent call last)" in text:
+        problems.append("the page shows a Python traceback")
+    if foreign:
+        problems.append(f"requests outside localhost (blocked): {sorted(set(foreign))}")
+    if failed:
+        problems.append(f"failed local requests: {sorted(set(failed))}")
+    if js_errors:
+        problems.append(f"uncaught JavaScript errors: {js_errors}")
+    assert not problems, f"{page_path} (screenshot {shot}):\n  " + "\n  ".join(problems)
