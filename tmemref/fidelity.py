@@ -100,6 +100,12 @@ NOTES = (
          "tmemc_list_shared() does not reset its offset between shared pools; the C= line is "
          "copied without a length check.",
          "Every line is placed and length-checked."),
+    Note("TMEM_AUTH for a domain that never used tmem", "choice",
+         "<= 4.8: -EINVAL (no client yet); 4.9's SET_AUTH creates the client.",
+         "Creates the client (4.9's behaviour), so a tool may authorise a guest before it boots."),
+    Note("A LIST line that does not fit", "choice",
+         "Xen stops the rest of that group of lines (e.g. a client's remaining P= lines).",
+         "Drops only that line and goes on with the next."),
     Note("Metadata allocator", "choice",
          "TLSF, one pool per client for persistent metadata, first page taken lazily.",
          "A byte-counting pool with the same billing and the same lazy first frame; sizes are "

@@ -264,9 +264,7 @@ class Host:
             lock.read_lock()
             try:
                 if not evict.ensure_avail_pages(self, client):
-                    pool.puts += 1
-                    pool.no_mem_puts += 1
-                    return -ENOMEM
+                    return -ENOMEM              # refused before do_tmem_put: no pool counter
                 return self._put(pool, op.oid, op.index, op.page, client.cli_id)
             finally:
                 lock.read_unlock()
@@ -800,14 +798,17 @@ class Host:
             client.persistent_pool.check()
             if client.domain.client is not client or client.cli_id != cli_id:
                 raise InvariantError(f"host invariant 5: client {cli_id} and its domain disagree")
-            slot_pools = [p for p in client.pools if p is not None]
-            if len(set(map(id, slot_pools))) != len(slot_pools):
-                raise InvariantError(f"host invariant 5: a pool is in two slots of client {cli_id}")
+            for pool in {id(p): p for p in client.pools if p is not None}.values():
+                slots = sum(p is pool for p in client.pools)
+                allowed = sum(c is client for c in pool.share_list) if pool.shared else 1
+                if slots > max(allowed, 1):
+                    raise InvariantError(f"host invariant 5: a pool is in {slots} slots of "
+                                         f"client {cli_id} (sharelist entries: {allowed})")
             for slot, pool in client.pool_slots():
                 if pool.client is not client and not (pool.shared and client in pool.share_list):
                     raise InvariantError(f"host invariant 5: client {cli_id} slot {slot} holds "
                                          f"a pool it neither owns nor shares")
-                if pool.client is client and pool.pool_id != slot:
+                if pool.client is client and client.pools[pool.pool_id] is not pool:
                     raise InvariantError(f"host invariant 5: pool in slot {slot} of client "
                                          f"{cli_id} says it is pool {pool.pool_id}")
                 if pool not in pools:

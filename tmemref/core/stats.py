@@ -69,9 +69,10 @@ def client_line(c, use_long: bool) -> str:
 
 
 def pool_line(c, slot: int, p, use_long: bool) -> str:
-    """A ``P=`` line for slot ``slot`` of client ``c``."""
+    """A ``P=`` line for slot ``slot`` of client ``c``. Like Xen, ``PI`` is the pool's own id
+    (for a shared pool: the owner's slot), not necessarily ``slot``."""
     u0, u1 = _uuid(p)
-    s = f"P=CI:{c.cli_id},PI:{slot},PT:{p.type_code},U0:{u0:x},U1:{u1:x}"
+    s = f"P=CI:{c.cli_id},PI:{p.pool_id},PT:{p.type_code},U0:{u0:x},U1:{u1:x}"
     return s + ("," + _pool_long(p) if use_long else "\n")
 
 
@@ -126,6 +127,6 @@ def tmemc_list_into(host, cli_id, buf, buflen, use_long) -> int:
     limit = min(buflen, m.nbytes)
     data = tmemc_list(host, cli_id, use_long, limit).encode("ascii")
     m[:len(data)] = data
-    if len(data) < m.nbytes:
+    if len(data) < limit:
         m[len(data)] = 0
     return 0

@@ -60,7 +60,8 @@ class MemPool:
         cap = len(self.frames) * PAGE_SIZE
         while need > cap:
             mem = self.mem
-            f = mem.alloc_tmem_page() if self.domain is None else mem.alloc_domain_page(self.domain)
+            f = (mem.alloc_tmem_page(False) if self.domain is None
+                 else mem.alloc_domain_page(self.domain, False))
             if f is None:
                 self._shrink()
                 self.failed += 1

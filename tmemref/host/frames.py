@@ -133,13 +133,14 @@ class HostMemory:
         return len(self.heap) + len(self.page_list)
 
     # --- tmem frames ----------------------------------------------------------------------------
-    def alloc_tmem_page(self):
+    def alloc_tmem_page(self, data: bool = True):
         """Xen: ``__tmem_alloc_page`` — an anonymous (ephemeral) frame: the tmem page list first,
-        then the heap with ``MEMF_tmem``. Returns a frame number or None."""
+        then the heap with ``MEMF_tmem``. Returns a frame number or None. ``data``: a frame for
+        page data, whose failure counts in ``alloc_page_failed`` (metadata frames do not)."""
         pl = self.page_list
         f = pl.pop() if pl else self._heap_alloc(for_tmem=True)
         if f is None:
-            self.alloc_page_failed += 1
+            self.alloc_page_failed += data
             return None
         self.owner[f] = ANON
         self.freeable_page_count += 1
@@ -151,16 +152,17 @@ class HostMemory:
         self.freeable_page_count -= 1
         self.page_list.append(f)
 
-    def alloc_domain_page(self, d: Domain):
+    def alloc_domain_page(self, d: Domain, data: bool = True):
         """Xen: ``__tmem_alloc_page_thispool`` — a frame billed to domain ``d`` (persistent
-        data or metadata). Fails (None) once ``d`` holds ``max_pages``."""
+        data or metadata). Fails (None) once ``d`` holds ``max_pages``. ``data`` as for
+        :meth:`alloc_tmem_page`."""
         if d.tot_pages >= d.max_pages:
-            self.alloc_page_failed += 1
+            self.alloc_page_failed += data
             return None
         pl = self.page_list
         f = pl.pop() if pl else self._heap_alloc(for_tmem=True)
         if f is None:
-            self.alloc_page_failed += 1
+            self.alloc_page_failed += data
             return None
         self.owner[f] = d.domid
         d.tot_pages += 1
