@@ -28,7 +28,8 @@ import zlib
 import numpy as np
 
 from .. import abi
-from ..ds.dlist import ListHead, list_add_tail, list_del, list_move_tail, list_iter, list_len
+from ..ds.dlist import (ListHead, list_add_tail, list_check, list_del, list_iter,
+                        list_linked, list_move_tail)
 from ..errors import InvariantError
 from ..host.alloc import MemPool, SIZEOF, MAX_ALLOC
 from ..host.frames import HostMemory, PAGE_SIZE
@@ -218,7 +219,7 @@ class Host:
         Raises ``ValueError`` only if ``domid`` is not a domain of this host (no such caller
         exists in Xen). Everything else, however malformed, gets a return code.
         """
-        dom = self.mem.domains.get(domid)
+        dom = self.mem.domains.get(domid) if type(domid) is int else None
         if dom is None:
             raise ValueError(f"no domain {domid!r} on this host")
         self.total_tmem_ops += 1
@@ -258,9 +259,6 @@ class Host:
             return -ENODEV
         lock = self.tmem_rwlock
         if cmd == abi.TMEM_PUT_PAGE:
-            if not _page_in_ok(op.page):
-                self.failed_copies += 1
-                return -EFAULT
             lock.read_lock()
             try:
                 if not evict.ensure_avail_pages(self, client):
@@ -269,9 +267,6 @@ class Host:
             finally:
                 lock.read_unlock()
         if cmd == abi.TMEM_GET_PAGE:
-            if not _page_out_ok(op.page):
-                self.failed_copies += 1
-                return -EFAULT
             lock.read_lock()
             try:
                 return self._get(pool, op.oid, op.index, op.page, client.cli_id)
@@ -588,17 +583,34 @@ class Host:
         if obj is None:
             if client.frozen:
                 return -EFROZEN
+            if not _page_in_ok(page):           # no object is created for a bad frame
+                self.failed_copies += 1
+                pool.no_mem_puts += 1
+                return -EFAULT
             obj = self._obj_alloc_lock(pool, oid)
             if obj is None:
                 pool.no_mem_puts += 1
                 return -ENOMEM
         pgp = obj.tree.lookup(index)
         if pgp is not None:
+            if not _page_in_ok(page):           # a failed duplicate put never leaves the
+                self.failed_copies += 1         # old data readable: flush it
+                self._pgp_remove(obj, pgp)
+                pool.dup_puts_flushed += 1
+                return -EFAULT
             return self._dup_put(obj, pgp, page, caller_id)
         if client.frozen:
             obj.lock.release()
             pool.no_mem_puts += 1
             return -EFROZEN
+        if not _page_in_ok(page):               # checked before anything is allocated
+            self.failed_copies += 1
+            pool.no_mem_puts += 1
+            if obj.pgp_count == 0:
+                self._obj_free(obj)
+            else:
+                obj.lock.release()
+            return -EFAULT
         mempool = pool.mempool
         rc = -ENOMEM
         if mempool.alloc(SIZEOF_PGP):
@@ -702,6 +714,10 @@ class Host:
         if pgp is None:
             obj.lock.release()
             return 0
+        if not _page_out_ok(buf):               # the guest frame cannot take the page:
+            obj.lock.release()                  # fail before anything changes
+            self.failed_copies += 1
+            return -EFAULT
         if pgp.size == SIZE_RAW:
             memoryview(buf).cast("B")[:] = self.mem.data[pgp.data].data
         else:
@@ -781,7 +797,9 @@ class Host:
         1. memory: :meth:`HostMemory.check` (each frame in one place, heap scrubbed, billing);
         2. every pool, object, radix tree and rb-tree passes its own ``check()``;
         3. each ephemeral pgp is on the global list and on its pool owner's list exactly once,
-           and nothing else is; list lengths equal ``eph_count`` (global and per client);
+           and nothing else is; list lengths equal ``eph_count`` (global and per client); every
+           list is a well-formed ring (checked before it is walked); each pgp keeps its own
+           invariants 2-3 (data matches size; right links used) and each client its invariant 3;
         4. each raw pgp's frame is owned as its pool says (anonymous, or billed to the owner's
            domain) and no frame backs two pgps; global counts equal the sums;
         5. pool slots: each pool in a client's slots is its own or a shared pool it shares;
@@ -796,6 +814,10 @@ class Host:
         eph_pgps = set()
         for cli_id, client in self.clients.items():
             client.persistent_pool.check()
+            auth = client.shared_auth_uuid
+            if len(auth) > 16 or len(set(auth)) != len(auth):
+                raise InvariantError(f"client invariant 3: client {cli_id} has {len(auth)} "
+                                     f"authorised uuids ({len(set(auth))} distinct), at most 16")
             if client.domain.client is not client or client.cli_id != cli_id:
                 raise InvariantError(f"host invariant 5: client {cli_id} and its domain disagree")
             for pool in {id(p): p for p in client.pools if p is not None}.values():
@@ -825,6 +847,7 @@ class Host:
             n_nodes += pool.objnode_count
             for obj in pool.objects():
                 for _, pgp in obj.tree.items():
+                    _check_pgp(pgp, pool)
                     if pgp.size == SIZE_RAW:
                         f = pgp.data
                         want = pool.client.cli_id if pool.persistent else ANON
@@ -843,6 +866,7 @@ class Host:
                 f"host invariant 4: global obj/pgp/node/page counts {self.global_obj_count}/"
                 f"{self.global_pgp_count}/{self.global_rtree_node_count}/{self.global_page_count}"
                 f" but the structures hold {n_obj}/{n_pgp}/{n_nodes}/{n_frames}")
+        list_check(self.eph_list, name="global ephemeral list")
         on_global = [n.owner for n in list_iter(self.eph_list)]
         if len(on_global) != self.eph_count or len(set(map(id, on_global))) != len(on_global) \
                 or set(map(id, on_global)) != eph_pgps:
@@ -851,6 +875,7 @@ class Host:
                                  f"trees hold {len(eph_pgps)} ephemeral pages")
         per_client = 0
         for client in self.clients.values():
+            list_check(client.eph_list, name=f"ephemeral list of client {client.cli_id}")
             owners = [n.owner for n in list_iter(client.eph_list)]
             if len(owners) != client.eph_count or client.eph_count > client.eph_count_max:
                 raise InvariantError(f"host invariant 3: client {client.cli_id} list holds "
@@ -865,6 +890,22 @@ class Host:
                                  f"global list {self.eph_count}")
         if self.client_weight_total != sum(c.weight for c in self.clients.values()):
             raise InvariantError("host invariant 6: client_weight_total is not the sum of weights")
+
+
+def _check_pgp(pgp, pool) -> None:
+    """Pgp invariants 2 and 3 (see :class:`Pgp`)."""
+    if pgp.size == SIZE_RAW:
+        if type(pgp.data) is not int:
+            raise InvariantError(f"pgp invariant 2: raw {pgp} has no frame ({pgp.data!r})")
+    elif not isinstance(pgp.data, bytes) or len(pgp.data) != pgp.size:
+        raise InvariantError(f"pgp invariant 2: compressed {pgp} says {pgp.size} bytes but "
+                             f"holds {len(pgp.data) if isinstance(pgp.data, bytes) else pgp.data!r}")
+    if pool.persistent:
+        if list_linked(pgp.link_a) or not list_linked(pgp.link_b):
+            raise InvariantError(f"pgp invariant 3: persistent {pgp} must be on its pool's list "
+                                 f"(link_b) and on no LRU list (link_a)")
+    elif not (list_linked(pgp.link_a) and list_linked(pgp.link_b)):
+        raise InvariantError(f"pgp invariant 3: ephemeral {pgp} must be on both LRU lists")
 
 
 def _op_ok(op) -> bool:

@@ -5,7 +5,7 @@ flushed: swap), private or shared (several clients find it by a 128-bit uuid).
 """
 from __future__ import annotations
 
-from ..ds.dlist import ListHead, list_iter
+from ..ds.dlist import ListHead, list_check, list_iter
 from ..ds.rbtree import RBTree
 from ..errors import InvariantError
 from ..host.locks import RWLock, RANK_POOL
@@ -103,6 +103,7 @@ class Pool:
                 f"pool invariant 2: pool {self.pool_id} counts obj/pgp/objnode "
                 f"{self.obj_count}/{self.pgp_count}/{self.objnode_count}, trees hold "
                 f"{objs}/{pgps}/{nodes}")
+        list_check(self.pers_list, name=f"persistent list of pool {self.pool_id}")
         on_list = [n.owner for n in list_iter(self.pers_list)]
         if self.persistent:
             if len(on_list) != pgps or any(p.obj.pool is not self or p.obj.tree.lookup(p.index)
