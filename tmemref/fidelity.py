@@ -68,10 +68,13 @@ NOTES = (
          "takes it for writing first and downgrades after validating the pool.",
          "The documented scheme."),
     Note("A bad guest frame", "choice",
-         "Xen copies the page late: a bad frame in a duplicate put flushes the old data; in a "
-         "private ephemeral get it leaks the already-unlinked descriptor.",
-         "The frame is validated before anything changes: -EFAULT, failed_copies++, no state "
-         "change. A TmemOp whose values no C struct could hold is -EFAULT too."),
+         "Xen copies the page late: a bad frame in a duplicate put flushes the old data (put-put-"
+         "get coherence); a bad frame in a new put is found after the descriptor was allocated "
+         "and undone; in a private ephemeral get it leaks the already-unlinked descriptor.",
+         "Duplicate put: the old data is flushed, -EFAULT (coherence wins). New put: the frame "
+         "is checked before anything is allocated, -EFAULT, nothing changes. Get: the buffer "
+         "is checked on a hit before anything changes (a miss returns 0 whatever the buffer). "
+         "A TmemOp whose values no C struct could hold is -EFAULT."),
     Note("last_client of a shared object on put", "choice",
          "Xen's put records the pool *owner's* id; its get records the caller's.",
          "Both record the caller, so 'a sharer's destroy removes the objects it touched last' "
