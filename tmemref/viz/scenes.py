@@ -247,10 +247,11 @@ def tour() -> Tour:
         Step("flush_b", "d1: FLUSH_OBJECT (263,256,0) — both pages, the radix leaf and the "
              "rb-tree node go", lambda h: call(h, 1, cmd=abi.TMEM_FLUSH_OBJECT, pool_id=E,
                                                oid=TOUR_B)),
-        Step("squeeze", "domain 3 boots and takes all but 255 free frames (the put guard wants "
-             "256)", squeeze),
-        Step("evict", "d2: PUT shared (3,0,0)[1] — fewer than 256 frames free: tmem_evict "
-             "frees the oldest ephemeral page first", lambda h: put(h, 2, S, TOUR_S, 1, 9)),
+        Step("squeeze", f"domain 3 boots and takes all but {host.min_free_pages - 1} free "
+             f"frames (a put wants {host.min_free_pages} free)", squeeze),
+        Step("evict", f"d2: PUT shared (3,0,0)[1] — fewer than {host.min_free_pages} frames "
+             "free: tmem_evict frees the oldest ephemeral page first",
+             lambda h: put(h, 2, S, TOUR_S, 1, 9)),
         Step("destroy", "d1: DESTROY_POOL 0 — every object of the pool is destroyed",
              lambda h: call(h, 1, cmd=abi.TMEM_DESTROY_POOL, pool_id=E)),
     ]
