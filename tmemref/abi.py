@@ -120,6 +120,8 @@ def rc_name(rc: int) -> str:
         return "-EFROZEN"
     if -rc == EEMPTY:
         return "-EEMPTY"
+    if -rc == errno.EOPNOTSUPP:
+        return "-EOPNOTSUPP"             # Linux's errno table calls 95 ENOTSUP; Xen says EOPNOTSUPP
     return "-" + errno.errorcode.get(-rc, str(-rc))
 
 
