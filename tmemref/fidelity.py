@@ -63,6 +63,11 @@ NOTES = (
          "tmem_ensure_avail_pages() was void in <= 4.3 (the put went on); 4.4+ fail the put with "
          "-ENOMEM after 10 failed evictions.", "The 4.4+ behaviour (-ENOMEM).",
          "Host(min_free_pages=..., evict_budget=...)"),
+    Note("A duplicate put refused by the 1 MB guard", "code vs doc",
+         "4.4+ returns -ENOMEM before do_tmem_put, so an older copy of that page stays "
+         "readable: a failed put leaving old data, which the doc's put-put-get rule forbids.",
+         "The old copy is flushed (pt and pd count it); a refused put of a new page still "
+         "moves no pool counter."),
     Note("tmem_rwlock on page operations", "version",
          "The doc (<= 4.3): page operations hold it for reading, invasive ones for writing. 4.5+ "
          "takes it for writing first and downgrades after validating the pool.",

@@ -262,7 +262,7 @@ class Host:
             lock.read_lock()
             try:
                 if not evict.ensure_avail_pages(self, client):
-                    return -ENOMEM              # refused before do_tmem_put: no pool counter
+                    return self._put_refused(pool, op.oid, op.index)
                 return self._put(pool, op.oid, op.index, op.page, client.cli_id)
             finally:
                 lock.read_unlock()
@@ -650,6 +650,22 @@ class Host:
         else:
             obj.lock.release()
         return rc
+
+    def _put_refused(self, pool, oid, index) -> int:
+        """A put the 1 MB guard refused (-ENOMEM). Xen returns before ``do_tmem_put``, so no
+        pool counter moves — but if the handle holds older data, Xen leaves it readable, which
+        breaks put-put-get coherence. The documented rule wins: that old page is flushed
+        (counted as a failed duplicate put)."""
+        obj = self._obj_find_lock(pool, oid)
+        if obj is not None:
+            pgp = obj.tree.lookup(index)
+            if pgp is None:
+                obj.lock.release()
+            else:
+                self._pgp_remove(obj, pgp)
+                pool.puts += 1
+                pool.dup_puts_flushed += 1
+        return -ENOMEM
 
     def _pgp_enlist(self, pgp, pool, client) -> None:
         if pool.persistent:
