@@ -295,21 +295,23 @@ class RadixTree:
             need = (new_height - height) + (new_height - 1)
         if self.node_alloc is not None and not self._obtain(need):
             return _ENOMEM
-        self.node_count += need
         if self.root is None:
             top = RadixNode()
             self.root = top
             self.height = new_height
+            self.node_count += need
         else:
             trace = self.trace
             while self.height < new_height:
                 if trace is not None:
-                    trace(EXTEND)
+                    trace(EXTEND)                   # node_count still says what is reachable
                 top = RadixNode()
                 top.slots[0] = self.root
                 top.count = 1
                 self.root = top
                 self.height += 1
+                self.node_count += 1
+            self.node_count += need - (new_height - height)   # the fresh path below the top
         _hang(self.root, index, top_shift, item)
         self.count += 1
         return 0

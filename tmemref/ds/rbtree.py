@@ -501,9 +501,9 @@ class RBTree:
                 parent.right = child
             if child is not None:
                 # Property 4 makes a lone child a red leaf under a black node.
+                child.parent = parent          # link fully before anyone looks (trace)
                 if trace is not None:
                     trace(ERASE_CHILD_RED)
-                child.parent = parent
                 child.red = False
                 fix = False
             else:
