@@ -88,6 +88,7 @@ class Host:
     * ``min_free_pages`` — the free-memory guard of ``tmem_ensure_avail_pages`` (1 MB = 256);
     * ``evict_budget`` — failed evictions a put tolerates before -ENOMEM (10);
     * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
+    * ``dom0_max_pages`` — what domain 0 may be billed for (default: ``dom0_pages``);
     * ``codec`` — compressor with ``compress``/``decompress`` (default zlib level 1);
     * ``clock`` — a callable giving cycles for life-time statistics (default: a counter).
 

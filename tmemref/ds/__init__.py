@@ -1,0 +1,1 @@
+"""Libraries Xen borrowed from Linux: red-black tree, radix tree, intrusive doubly linked list."""
