@@ -98,6 +98,9 @@ def tmem_evict(host, client, trace=None) -> int:
     host._objnodes_changed(obj)
     host._pgp_free_data(pgp, pool)
     pool.mempool.free(SIZEOF_PGP)
+    life = host.now() - pgp.timestamp
+    pool.sum_life_cycles += life
+    pool.sum_evicted_cycles += life
     pgp.obj = None
     pool.pgp_count -= 1
     host.global_pgp_count -= 1

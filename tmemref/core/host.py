@@ -90,7 +90,9 @@ class Host:
     * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
     * ``dom0_max_pages`` — what domain 0 may be billed for (default: ``dom0_pages``);
     * ``codec`` — compressor with ``compress``/``decompress`` (default zlib level 1);
-    * ``clock`` — a callable giving cycles for life-time statistics (default: a counter).
+    * ``clock`` — a callable giving "cycles" for the pools' life-time statistics
+      (``sum_life_cycles``, ``sum_evicted_cycles``); default: the count of hypercalls so far,
+      a logical clock that keeps runs deterministic.
 
     Complexity: a put, get or flush costs O(log objects-in-bucket + radix height); an eviction
     O(1) unless pages are skipped; ``check()`` is O(everything).
@@ -558,6 +560,7 @@ class Host:
                 pool.client.eph_count -= 1
         self._pgp_free_data(pgp, pool)
         pool.mempool.free(SIZEOF_PGP)
+        pool.sum_life_cycles += self.now() - pgp.timestamp
         pgp.obj = None
         pool.pgp_count -= 1
         self.global_pgp_count -= 1
@@ -616,6 +619,7 @@ class Host:
         rc = -ENOMEM
         if mempool.alloc(SIZEOF_PGP):
             pgp = Pgp(obj, index)
+            pgp.timestamp = self.total_tmem_ops if self.clock is None else self.clock()
             if obj.tree.insert(index, pgp) == 0:
                 obj.pgp_count += 1
                 pool.pgp_count += 1
@@ -798,6 +802,10 @@ class Host:
         return f
 
     # --- convenience ----------------------------------------------------------------------------
+    def now(self) -> int:
+        """The host clock: ``clock()`` if one was given, else the hypercalls made so far."""
+        return self.total_tmem_ops if self.clock is None else self.clock()
+
     def freeable_pages(self) -> int:
         """Xen: ``tmem_freeable_pages`` — tmem_page_list + ephemeral (anonymous) frames."""
         return len(self.mem.page_list) + self.mem.freeable_page_count

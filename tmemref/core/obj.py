@@ -27,7 +27,8 @@ class Pgp:
        ephemeral list. Persistent: ``link_b`` on the pool's persistent list, ``link_a`` unlinked
        (or on the client's invalidated list while migrating, after it was freed).
     """
-    __slots__ = ("obj", "index", "size", "data", "link_a", "link_b", "eviction_attempted")
+    __slots__ = ("obj", "index", "size", "data", "link_a", "link_b", "eviction_attempted",
+                 "timestamp")
 
     def __init__(self, obj, index: int):
         self.obj = obj                    # back pointer: the object holding this page
@@ -37,6 +38,7 @@ class Pgp:
         self.link_a = ListHead(self)      # union: global eph list | client invalidated list
         self.link_b = ListHead(self)      # union: client eph list | pool persistent list
         self.eviction_attempted = False   # dedup second chance: already sent to the back once
+        self.timestamp = 0                # host clock when stored (for life-time statistics)
 
     def __repr__(self):
         return f"<pgp {self.obj.oid}[{self.index}] size={self.size}>"

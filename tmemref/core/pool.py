@@ -37,7 +37,8 @@ class Pool:
     __slots__ = ("pool_id", "client", "persistent", "shared", "uuid", "is_dying", "lock",
                  "buckets", "share_list", "shared_count", "pers_list", "cur_pgp",
                  "pgp_count", "pgp_count_max", "obj_count", "obj_count_max",
-                 "objnode_count", "objnode_count_max", "mempool", "node_alloc", "node_free") \
+                 "objnode_count", "objnode_count_max", "mempool", "node_alloc", "node_free",
+                 "sum_life_cycles", "sum_evicted_cycles") \
         + POOL_COUNTERS
 
     def __init__(self, client, pool_id: int, persistent: bool, shared: bool, uuid, mempool):
@@ -56,6 +57,8 @@ class Pool:
         self.pgp_count = self.pgp_count_max = 0
         self.obj_count = self.obj_count_max = 0
         self.objnode_count = self.objnode_count_max = 0
+        self.sum_life_cycles = 0          # total time its freed pages lived (host clock)
+        self.sum_evicted_cycles = 0       # total time its evicted pages lived
         self.mempool = mempool            # sub-page allocator billed for this pool's metadata
         self.node_alloc = self._node_alloc   # radix-tree node callbacks shared by all objects
         self.node_free = self._node_free
