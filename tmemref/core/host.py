@@ -661,15 +661,9 @@ class Host:
         pool counter moves — but if the handle holds older data, Xen leaves it readable, which
         breaks put-put-get coherence. The documented rule wins: that old page is flushed
         (counted as a failed duplicate put)."""
-        obj = self._obj_find_lock(pool, oid)
-        if obj is not None:
-            pgp = obj.tree.lookup(index)
-            if pgp is None:
-                obj.lock.release()
-            else:
-                self._pgp_remove(obj, pgp)
-                pool.puts += 1
-                pool.dup_puts_flushed += 1
+        if self._flush_handle(pool, oid, index):
+            pool.puts += 1
+            pool.dup_puts_flushed += 1
         return -ENOMEM
 
     def _pgp_enlist(self, pgp, pool, client) -> None:
@@ -764,15 +758,21 @@ class Host:
     def _flush_page(self, pool, oid, index) -> int:
         """Xen: ``do_tmem_flush_page`` — 1 found or not; -EFROZEN if frozen (flushed anyway)."""
         pool.flushs += 1
-        obj = self._obj_find_lock(pool, oid)
-        if obj is not None:
-            pgp = obj.tree.lookup(index)
-            if pgp is None:
-                obj.lock.release()
-            else:
-                self._pgp_remove(obj, pgp)
-                pool.flushs_found += 1
+        if self._flush_handle(pool, oid, index):
+            pool.flushs_found += 1
         return -EFROZEN if pool.client.frozen else 1
+
+    def _flush_handle(self, pool, oid, index) -> bool:
+        """Remove the page at (oid, index) if there is one; True if there was."""
+        obj = self._obj_find_lock(pool, oid)
+        if obj is None:
+            return False
+        pgp = obj.tree.lookup(index)
+        if pgp is None:
+            obj.lock.release()
+            return False
+        self._pgp_remove(obj, pgp)
+        return True
 
     def _flush_object(self, pool, oid) -> int:
         """Xen: ``do_tmem_flush_object`` — every page of the object; same return rule."""
