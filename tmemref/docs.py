@@ -81,7 +81,6 @@ import random
 import re
 import sys
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import abi, fidelity

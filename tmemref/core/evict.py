@@ -58,9 +58,9 @@ def tmem_evict(host, client, trace=None) -> int:
     lists = host.eph_lists_lock
     lists.acquire()
     if client is not None and client.eph_count and client_over_quota(host, client):
-        head, own = client.eph_list, True
+        head = client.eph_list
     else:
-        head, own = host.eph_list, False
+        head = host.eph_list
     victim = None
     for node in list_iter(head):
         pgp = node.owner
@@ -74,11 +74,11 @@ def tmem_evict(host, client, trace=None) -> int:
             if trace is not None:
                 trace(pgp, SKIP_OBJ_BUSY)
             continue
-        if obj.pgp_count > 1:
-            victim, pool_locked = pgp, False
+        if obj.pgp_count > 1:                   # the object survives: its lock is enough
+            victim = pgp
             break
-        if pool.lock.write_trylock():
-            victim, pool_locked = pgp, True
+        if pool.lock.write_trylock():           # last page: the object goes, pool lock too
+            victim = pgp
             break
         obj.lock.release()
         if trace is not None:

@@ -866,7 +866,7 @@ class Host:
         for pool in pools:
             pool.check()
             if pool.client.cli_id not in self.clients:
-                raise InvariantError(f"host invariant 5: pool owned by a dead client")
+                raise InvariantError("host invariant 5: pool owned by a dead client")
             n_obj += pool.obj_count
             n_pgp += pool.pgp_count
             n_nodes += pool.objnode_count

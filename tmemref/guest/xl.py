@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from .. import abi
-from ..abi import TmemOp
 from .ops import TmemOps
 
 ALL = abi.TMEM_CLI_ID_NULL
@@ -161,59 +160,43 @@ class Xl:
     def __init__(self, host, domid: int = 0, trace=False):
         self.ops = TmemOps(host, domid, trace)   # hypercalls from the tool's domain
 
-    def _control(self, name: str, subop: int, domid: Optional[int], arg1: int = 0,
-                 arg2: int = 0, buf=None) -> int:
-        rc = self.ops.call(TmemOp(cmd=abi.TMEM_CONTROL, subop=subop,
-                                  cli_id=ALL if domid is None else domid,
-                                  arg1=arg1, arg2=arg2, buf=buf))
-        if rc < 0:
-            raise XlError(name, rc)
-        return rc
+    def _run(self, name: str, *args, **kw):
+        """Run :func:`tmemref.xl.tmem_<name>` from this tool's domain, recording into its trace
+        (the commands live there once; this class is their object-shaped front)."""
+        from .. import xl                       # tmemref.xl imports this module
+        return getattr(xl, "tmem_" + name)(self.ops.host, *args, trace=self.ops.trace,
+                                          caller=self.ops.domid, **kw)
 
     def tmem_list(self, domid: Optional[int] = None, long: bool = False) -> str:
         """``xl tmem-list [-l] <Domain>|-a`` — TMEMC_LIST into a 32768-byte buffer; the
-        text up to its terminating NUL."""
-        buf = bytearray(LIST_BUFFER)
-        self._control("tmem-list", abi.TMEMC_LIST, domid, LIST_BUFFER, int(long), buf)
-        return bytes(buf).split(b"\0", 1)[0].decode("ascii")
+        text up to its terminating NUL (without the newline xl adds when printing)."""
+        return self._run("list", domid, long)[:-1]
 
     def tmem_freeze(self, domid: Optional[int] = None) -> int:
         """``xl tmem-freeze <Domain>|-a`` — TMEMC_FREEZE: new puts get -EFROZEN."""
-        return self._control("tmem-freeze", abi.TMEMC_FREEZE, domid)
+        return self._run("freeze", domid)
 
     def tmem_thaw(self, domid: Optional[int] = None) -> int:
         """``xl tmem-thaw <Domain>|-a`` — TMEMC_THAW."""
-        return self._control("tmem-thaw", abi.TMEMC_THAW, domid)
+        return self._run("thaw", domid)
 
     def tmem_set(self, domid: Optional[int] = None, *, weight: Optional[int] = None,
                  cap: Optional[int] = None, compress: Optional[int] = None) -> int:
         """``xl tmem-set <Domain>|-a [-w W] [-c C] [-p P]`` — SET_WEIGHT, SET_CAP,
         SET_COMPRESS for the options given, in that order."""
-        todo = [(s, v) for s, v in ((abi.TMEMC_SET_WEIGHT, weight), (abi.TMEMC_SET_CAP, cap),
-                                    (abi.TMEMC_SET_COMPRESS, compress)) if v is not None]
-        if not todo:
-            raise ValueError("tmem-set: give at least one of weight, cap, compress")
-        rc = 0
-        for subop, value in todo:
-            rc = self._control("tmem-set", subop, domid, value)
-        return rc
+        return self._run("set", domid, weight=weight, cap=cap, compress=compress)
 
     def tmem_shared_auth(self, domid: Optional[int], uuid: str, auth: int = 1) -> int:
         """``xl tmem-shared-auth <Domain>|-a -u UUID -A AUTH`` — TMEM_AUTH: with ``auth`` 1
         the domain may join the shared pool ``uuid`` (parsed by :func:`uuid_parse`); 0
         withdraws that. For ``-a`` it switches "every domain is authorised" on or off.
         Returns 1 (done) or 0 (nothing to withdraw)."""
-        lo, hi = uuid_parse(uuid)
-        rc = self.ops.call(TmemOp(cmd=abi.TMEM_AUTH, uuid=(lo, hi), flags=auth,
-                                  arg1=ALL if domid is None else domid))
-        if rc < 0:
-            raise XlError("tmem-shared-auth", rc)
-        return rc
+        return self._run("shared_auth", domid, uuid=uuid, auth=auth)
 
     def tmem_freeable(self) -> int:
         """``xl tmem-freeable`` — TMEMC_QUERY_FREEABLE_MB: whole MB of memory tmem could
         release (its free list plus every ephemeral page)."""
-        return self._control("tmem-freeable", abi.TMEMC_QUERY_FREEABLE_MB, None)
+        return self._run("freeable")
 
     def __repr__(self):
         return f"<Xl dom{self.ops.domid}>"
