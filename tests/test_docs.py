@@ -7,10 +7,8 @@ rule) in the tests that drive hosts through docs.py's helpers.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import inspect
-import os
 import sys
 import textwrap
 from html.parser import HTMLParser
@@ -19,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from tmemref import Host, InvariantError, TmemOp, abi, docs, fidelity
-from tmemref.core import evict
 from tmemref.host import locks
 
 ROOT = Path(__file__).resolve().parent.parent

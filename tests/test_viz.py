@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from tmemref import Host, TmemOp, abi
-from tmemref.ds.dlist import list_iter
 from tmemref.ds.radix import EXTEND, FREE_NODE, SHRINK, RadixTree
 from tmemref.ds.rbtree import (ERASE_CHILD_RED, INSERT_RECOLOR, INSERT_ROOT, INSERT_ROTATE_OUTER,
                                RBTree)
