@@ -43,6 +43,8 @@ ENOMEM, ENODEV, EPERM, ENOSPC, EFAULT, EINVAL, ENOSYS = (
     errno.ENOMEM, errno.ENODEV, errno.EPERM, errno.ENOSPC, errno.EFAULT, errno.EINVAL,
     errno.ENOSYS)
 EFROZEN, EEMPTY = abi.EFROZEN, abi.EEMPTY
+PUT, GET, FLUSH_PAGE, FLUSH_OBJECT = (abi.TMEM_PUT_PAGE, abi.TMEM_GET_PAGE, abi.TMEM_FLUSH_PAGE,
+                                      abi.TMEM_FLUSH_OBJECT)
 SIZEOF_OBJ, SIZEOF_PGP, SIZEOF_SHARELIST = SIZEOF["obj"], SIZEOF["pgp"], SIZEOF["sharelist"]
 U64, U32 = (1 << 64) - 1, (1 << 32) - 1
 INVALID_UUID = (U64, U64)
@@ -235,6 +237,30 @@ class Host:
         if not _op_ok(op):
             return -EFAULT                     # the tmem_op could not be copied in
         cmd = op.cmd
+        if PUT <= cmd <= FLUSH_OBJECT:         # the frequent page operations first
+            client = dom.client
+            if client is None:
+                client = self._client_create_locked(dom)
+            pool_id = op.pool_id
+            if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN:
+                return -ENODEV
+            pool = client.pools[pool_id]
+            if pool is None:
+                return -ENODEV
+            lock = self.tmem_rwlock
+            lock.read_lock()
+            try:
+                if cmd == PUT:
+                    if not evict.ensure_avail_pages(self, client):
+                        return self._put_refused(pool, op.oid, op.index)
+                    return self._put(pool, op.oid, op.index, op.page, client.cli_id)
+                if cmd == GET:
+                    return self._get(pool, op.oid, op.index, op.page, client.cli_id)
+                if cmd == FLUSH_PAGE:
+                    return self._flush_page(pool, op.oid, op.index)
+                return self._flush_object(pool, op.oid)
+            finally:
+                lock.read_unlock()
         if cmd == abi.TMEM_CONTROL or cmd == abi.TMEM_AUTH or cmd == abi.TMEM_RESTORE_NEW:
             if not dom.privileged:
                 return -EPERM
@@ -246,48 +272,21 @@ class Host:
                 return control.restore_new_pool(self, op)
         client = dom.client
         if client is None:
-            with self.tmem_rwlock_w():
-                client = self._client_create(dom)
+            client = self._client_create_locked(dom)
         if cmd == abi.TMEM_NEW_POOL:
             with self.tmem_rwlock_w():
                 return self._new_pool(client, op.flags, op.uuid, None)
         if cmd == abi.TMEM_DESTROY_POOL:
             with self.tmem_rwlock_w():
                 return self._destroy_pool(client, op.pool_id)
-        pool_id = op.pool_id
-        if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN:
+        pool_id = op.pool_id                   # Xen checks the pool before the command
+        if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN or client.pools[pool_id] is None:
             return -ENODEV
-        pool = client.pools[pool_id]
-        if pool is None:
-            return -ENODEV
-        lock = self.tmem_rwlock
-        if cmd == abi.TMEM_PUT_PAGE:
-            lock.read_lock()
-            try:
-                if not evict.ensure_avail_pages(self, client):
-                    return self._put_refused(pool, op.oid, op.index)
-                return self._put(pool, op.oid, op.index, op.page, client.cli_id)
-            finally:
-                lock.read_unlock()
-        if cmd == abi.TMEM_GET_PAGE:
-            lock.read_lock()
-            try:
-                return self._get(pool, op.oid, op.index, op.page, client.cli_id)
-            finally:
-                lock.read_unlock()
-        if cmd == abi.TMEM_FLUSH_PAGE:
-            lock.read_lock()
-            try:
-                return self._flush_page(pool, op.oid, op.index)
-            finally:
-                lock.read_unlock()
-        if cmd == abi.TMEM_FLUSH_OBJECT:
-            lock.read_lock()
-            try:
-                return self._flush_object(pool, op.oid)
-            finally:
-                lock.read_unlock()
         return -ENOSYS
+
+    def _client_create_locked(self, dom) -> Client:
+        with self.tmem_rwlock_w():
+            return dom.client or self._client_create(dom)
 
     # --- clients and pools ----------------------------------------------------------------------
     def _client_create(self, dom) -> Client:

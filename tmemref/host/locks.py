@@ -165,18 +165,22 @@ class RWLock:
         """``read_lock``: wait until no writer holds it."""
         if _checking:
             _push(self, True)
-        with self._m:
-            if self.readers == 0:
-                self._w.acquire()
-            self.readers += 1
+        m = self._m
+        m.acquire()
+        if self.readers == 0:
+            self._w.acquire()        # first reader in takes the lock for the group
+        self.readers += 1
+        m.release()
 
     def read_unlock(self) -> None:
         if _checking:
             _pop(self)
-        with self._m:
-            self.readers -= 1
-            if self.readers == 0:
-                self._w.release()
+        m = self._m
+        m.acquire()
+        self.readers -= 1
+        if self.readers == 0:
+            self._w.release()        # last reader out gives it back
+        m.release()
 
     def write_lock(self) -> None:
         """``write_lock``: wait until nobody holds it."""
