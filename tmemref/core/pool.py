@@ -91,6 +91,8 @@ class Pool:
         """Verify invariants 1-5 and every object's own; raises :class:`InvariantError`."""
         objs = pgps = nodes = 0
         for b, tree in enumerate(self.buckets):
+            if tree.root is None and tree.count == 0:
+                continue                        # an empty bucket has nothing to check
             tree.check()
             for node in tree:
                 obj = node.value
