@@ -15,7 +15,7 @@ from ..host.locks import SpinLock, RANK_OBJ
 SIZE_RAW = 0
 
 
-class Pgp:
+class Pgp(ListHead):
     """Xen: ``struct tmem_page_descriptor`` — one stored page.
 
     Invariants (checked by :meth:`Host.check`, which sees the lists):
@@ -31,11 +31,12 @@ class Pgp:
                  "timestamp")
 
     def __init__(self, obj, index: int):
+        ListHead.__init__(self, self)     # the pgp embeds its first list head (as C embeds
+        self.link_a = self                # a list_head): union: global eph list | client inval. list
         self.obj = obj                    # back pointer: the object holding this page
         self.index = index                # page index in the object (u32)
         self.size = SIZE_RAW              # 0: whole frame in data; n>0: n compressed bytes
         self.data = None                  # frame number (size 0) or bytes (size > 0); None: no data yet
-        self.link_a = ListHead(self)      # union: global eph list | client invalidated list
         self.link_b = ListHead(self)      # union: client eph list | pool persistent list
         self.eviction_attempted = False   # dedup second chance: already sent to the back once
         self.timestamp = 0                # host clock when stored (for life-time statistics)
