@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ..ds.dlist import list_del, list_iter
 from ..host.alloc import SIZEOF
+from .obj import pgp_forget
 
 SIZEOF_PGP = SIZEOF["pgp"]
 
@@ -57,7 +58,8 @@ def tmem_evict(host, client, trace=None) -> int:
     host.evict_attempts += 1
     lists = host.eph_lists_lock
     lists.acquire()
-    if client is not None and client.eph_count and client_over_quota(host, client):
+    if host.client_weight_total and client is not None and client.eph_count \
+            and client_over_quota(host, client):
         head = client.eph_list
     else:
         head = host.eph_list
@@ -95,13 +97,15 @@ def tmem_evict(host, client, trace=None) -> int:
     lists.release()
     obj.tree.delete(pgp.index)
     obj.pgp_count -= 1
-    host._objnodes_changed(obj)
+    if obj.tree.node_count != obj.objnode_count:
+        host._objnodes_changed(obj)
     host._pgp_free_data(pgp, pool)
     pool.mempool.free(SIZEOF_PGP)
     life = host.now() - pgp.timestamp
     pool.sum_life_cycles += life
     pool.sum_evicted_cycles += life
     pgp.obj = None
+    pgp_forget(pgp)
     pool.pgp_count -= 1
     host.global_pgp_count -= 1
     if obj.pgp_count == 0:

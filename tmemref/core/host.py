@@ -36,7 +36,7 @@ from ..host.frames import HostMemory, PAGE_SIZE
 from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS
 from . import control, evict, stats
 from .client import Client, MAX_POOLS_PER_DOMAIN
-from .obj import Obj, Pgp, SIZE_RAW
+from .obj import Obj, Pgp, SIZE_RAW, pgp_forget
 from .pool import Pool
 
 ENOMEM, ENODEV, EPERM, ENOSPC, EFAULT, EINVAL, ENOSYS = (
@@ -251,7 +251,9 @@ class Host:
             lock.read_lock()
             try:
                 if cmd == PUT:
-                    if not evict.ensure_avail_pages(self, client):
+                    mem = self.mem
+                    if len(mem.heap) + len(mem.page_list) < self.min_free_pages and \
+                            not evict.ensure_avail_pages(self, client):
                         return self._put_refused(pool, op.oid, op.index)
                     return self._put(pool, op.oid, op.index, op.page, client.cli_id)
                 if cmd == GET:
@@ -517,7 +519,8 @@ class Host:
         f = mem.alloc_domain_page(client.domain) if pool.persistent else mem.alloc_tmem_page()
         if f is None:
             return -ENOMEM
-        mem.data[f] = np.frombuffer(page, dtype=np.uint8)
+        o = f << 12
+        mem.bytes[o:o + PAGE_SIZE] = page if type(page) is bytes else memoryview(page).cast("B")
         pgp.size = SIZE_RAW
         pgp.data = f
         self.global_page_count += 1
@@ -561,6 +564,7 @@ class Host:
         pool.mempool.free(SIZEOF_PGP)
         pool.sum_life_cycles += self.now() - pgp.timestamp
         pgp.obj = None
+        pgp_forget(pgp)
         pool.pgp_count -= 1
         self.global_pgp_count -= 1
 
@@ -570,7 +574,8 @@ class Host:
         obj.tree.delete(pgp.index)
         obj.pgp_count -= 1
         pool = obj.pool
-        self._objnodes_changed(obj)
+        if obj.tree.node_count != obj.objnode_count:
+            self._objnodes_changed(obj)
         self._pgp_delist_free(pgp, pool)
         if obj.pgp_count == 0:
             self._obj_free(obj)
@@ -623,7 +628,8 @@ class Host:
                 obj.pgp_count += 1
                 pool.pgp_count += 1
                 self.global_pgp_count += 1
-                self._objnodes_changed(obj)
+                if obj.tree.node_count != obj.objnode_count:
+                    self._objnodes_changed(obj)
                 rc = self._pgp_store(pgp, pool, page)
                 if rc == 1:
                     self._pgp_enlist(pgp, pool, client)
@@ -695,7 +701,9 @@ class Host:
         if client.live_migrating:
             ok = False
         elif pgp.size == SIZE_RAW and not client.compress:
-            self.mem.data[pgp.data] = np.frombuffer(page, dtype=np.uint8)
+            o = pgp.data << 12
+            self.mem.bytes[o:o + PAGE_SIZE] = (page if type(page) is bytes
+                                               else memoryview(page).cast("B"))
             ok = True
         else:
             self._pgp_free_data(pgp, pool)
@@ -733,7 +741,8 @@ class Host:
             self.failed_copies += 1
             return -EFAULT
         if pgp.size == SIZE_RAW:
-            memoryview(buf).cast("B")[:] = self.mem.data[pgp.data].data
+            o = pgp.data << 12
+            memoryview(buf).cast("B")[:] = self.mem.bytes[o:o + PAGE_SIZE]
         else:
             memoryview(buf).cast("B")[:] = self.codec.decompress(pgp.data)
         client = pool.client
@@ -932,6 +941,13 @@ def _check_pgp(pgp, pool) -> None:
         raise InvariantError(f"pgp invariant 3: ephemeral {pgp} must be on both LRU lists")
 
 
+_TmemOp = abi.TmemOp
+_D = abi.TmemOp(cmd=0)
+_UNREAD_DEFAULTS = (_D.uuid, _D.flags, _D.arg1, _D.arg2, _D.subop, _D.cli_id)
+_SIX_INTS = (int,) * 6
+del _D
+
+
 def _op_ok(op) -> bool:
     """Could a C ``struct tmem_op`` hold these values? (Else: -EFAULT, as a bad copy-in.)
 
@@ -939,6 +955,16 @@ def _op_ok(op) -> bool:
     (OR-ing non-negative ints and shifting tests the range of all of them at once; a negative
     one makes the OR negative, which fails the same test.)
     """
+    if type(op) is _TmemOp and (op.uuid, op.flags, op.arg1, op.arg2, op.subop,
+                                op.cli_id) == _UNREAD_DEFAULTS:
+        oid, cmd, index, pool_id = op.oid, op.cmd, op.index, op.pool_id
+        if type(oid) is not tuple or len(oid) != 3:
+            return False
+        a, b, c = oid
+        if (type(a), type(b), type(c), type(cmd), type(index), type(pool_id)) != _SIX_INTS:
+            return False
+        return not ((a | b | c) >> 64 or (cmd | index) >> 32) and \
+            -0x80000000 <= pool_id < 0x80000000
     if not isinstance(op, abi.TmemOp):
         return False
     cmd, index, flags, arg1, arg2, subop, cli_id, pool_id = (
@@ -963,6 +989,8 @@ def _op_ok(op) -> bool:
 
 def _page_in_ok(page) -> bool:
     """A put's guest frame: exactly 4096 bytes readable."""
+    if type(page) is bytes:                   # the common case, without a memoryview
+        return len(page) == PAGE_SIZE
     try:
         m = memoryview(page)
     except TypeError:
@@ -972,6 +1000,8 @@ def _page_in_ok(page) -> bool:
 
 def _page_out_ok(buf) -> bool:
     """A get's guest frame: exactly 4096 bytes, writable, contiguous."""
+    if type(buf) is bytearray:                # the common case, without a memoryview
+        return len(buf) == PAGE_SIZE
     try:
         m = memoryview(buf)
     except TypeError:

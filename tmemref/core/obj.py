@@ -45,6 +45,15 @@ class Pgp(ListHead):
         return f"<pgp {self.obj.oid}[{self.index}] size={self.size}>"
 
 
+def pgp_forget(pgp) -> None:
+    """A freed, delisted pgp drops its links, as Xen's ``list_del`` poisons them: an unlinked
+    list head points at itself, and such self-references would leave every freed pgp to the
+    cycle collector."""
+    lb = pgp.link_b
+    lb.prev = lb.next = lb.owner = None
+    pgp.prev = pgp.next = pgp.owner = pgp.link_a = pgp.link_b = None
+
+
 class Obj:
     """Xen: ``struct tmem_object_root`` — one object of a pool.
 

@@ -68,6 +68,7 @@ class HostMemory:
             raise ValueError("a host needs at least one frame")
         self.nframes = nframes
         self.data = np.zeros((nframes, PAGE_SIZE), dtype=np.uint8)   # physical memory
+        self.bytes = memoryview(self.data).cast("B")   # the same memory, flat: frame f at f<<12
         self.owner = np.full(nframes, HEAP, dtype=np.int32)          # state of each frame
         self.heap = list(range(nframes - 1, -1, -1))   # free, scrubbed frames (a stack)
         self.page_list: list = []                      # tmem_page_list: free, unscrubbed

@@ -133,7 +133,7 @@ class SpinLock:
         return self._lock.locked()
 
     def __enter__(self):
-        self.acquire()
+        self.acquire()          # through acquire/release, so tracers that wrap them see it
         return self
 
     def __exit__(self, *exc):
