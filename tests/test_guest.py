@@ -43,14 +43,6 @@ def _check_after_every_hypercall(monkeypatch):
     monkeypatch.setattr(Host, "do_tmem_op", checked)
 
 
-@pytest.fixture
-def host():
-    h = Host(pages=1024)
-    h.create_domain(1, pages=32, max_pages=512)
-    h.create_domain(2, pages=32, max_pages=512)
-    h.check()
-    return h
-
 
 def buf():
     return bytearray(b"\xee" * PAGE)

@@ -36,14 +36,6 @@ A, B, C = (1, 0, 0), (2, 0, 0), (3, 0, 0)
 UUID = (0x1234, 0xABCD)
 
 
-@pytest.fixture
-def host():
-    h = Host(pages=1024)
-    h.create_domain(1, pages=32, max_pages=512)
-    h.create_domain(2, pages=32, max_pages=512)
-    h.check()
-    return h
-
 
 def shared_pair(h, uuid=UUID):
     """dom1 (owner) and dom2 join shared pool ``uuid`` after TMEM_AUTH from dom0.
