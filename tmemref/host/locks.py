@@ -8,14 +8,18 @@ higher one)::
     rank 1  pool_rwlock          per pool: read to find an object, write to insert/erase objects
     rank 2  obj_spinlock         per object: its radix tree and counts, held for the whole op
     rank 3  pcd_tree_rwlocks[i]  dedup trees (one per first byte)
-    rank 4  eph_lists_spinlock   global and per-client ephemeral lists and their counts
-    rank 4  pers_lists_spinlock  pools' persistent lists, clients' invalidated lists
-    rank 5  tmem_page_list_lock  the free frame list ``tmem_page_list``
-    rank 6  heap_lock            the host heap
+    rank 4  heap_lock            the host heap; Xen's alloc_heap_pages calls tmem_relinquish_pages
+                                 with it held, so relinquish (and the eviction it runs) nests
+                                 inside it
+    rank 5  eph_lists_spinlock   global and per-client ephemeral lists and their counts
+    rank 5  pers_lists_spinlock  pools' persistent lists, clients' invalidated lists
+    rank 6  xmem_pool lock       one per sub-page allocator (TLSF); released around get_mem,
+                                 held around put_mem
+    rank 7  tmem_page_list_lock  the free frame list ``tmem_page_list``
 
 Two ways round the order, both from Xen:
 
-* **trylock**: the bottom-up eviction walk holds ``eph_lists_spinlock`` (rank 4) and *tries* the
+* **trylock**: the bottom-up eviction walk holds ``eph_lists_spinlock`` (rank 5) and *tries* the
   object lock (rank 2) and the pool lock (rank 1); a trylock never waits, so it cannot deadlock,
   and a failure means "skip this page". The top-down path also *tries* the object lock under the
   pool read lock and, if it is busy, drops the pool lock and looks the object up again.
@@ -29,7 +33,7 @@ Two ways round the order, both from Xen:
 Not re-entrant: like Xen's spinlocks, taking a lock the thread already holds deadlocks (the
 threading backend) — so the engine never does.
 
->>> a, b = SpinLock("obj_spinlock", 2), SpinLock("eph_lists_spinlock", 4)
+>>> a, b = SpinLock("obj_spinlock", 2), SpinLock("eph_lists_spinlock", 5)
 >>> set_order_checking(True)
 >>> with a, b: pass
 >>> with b:
@@ -37,7 +41,7 @@ threading backend) — so the engine never does.
 ...         a.acquire()
 ...     except LockOrderError as e:
 ...         print(e)
-lock order: obj_spinlock (rank 2) taken while holding eph_lists_spinlock (rank 4)
+lock order: obj_spinlock (rank 2) taken while holding eph_lists_spinlock (rank 5)
 >>> b.trylock() and (b.release() or True)   # trylock is exempt from the order
 True
 >>> set_order_checking(False)
@@ -47,10 +51,11 @@ from __future__ import annotations
 import threading
 
 __all__ = ["SpinLock", "RWLock", "LockOrderError", "set_order_checking", "held_locks",
-           "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_LISTS", "RANK_PAGE_LIST",
-           "RANK_HEAP", "OBJ_FREE_EXCEPTION"]
+           "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_HEAP", "RANK_LISTS",
+           "RANK_XMEM", "RANK_PAGE_LIST", "OBJ_FREE_EXCEPTION"]
 
-RANK_TMEM, RANK_POOL, RANK_OBJ, RANK_PCD, RANK_LISTS, RANK_PAGE_LIST, RANK_HEAP = range(7)
+RANK_TMEM, RANK_POOL, RANK_OBJ, RANK_PCD, RANK_HEAP, RANK_LISTS, RANK_XMEM, RANK_PAGE_LIST = \
+    range(8)
 #: The one allowed inversion: pool_rwlock (write) under obj_spinlock, when freeing an object.
 OBJ_FREE_EXCEPTION = ("pool_rwlock", "obj_spinlock")
 
