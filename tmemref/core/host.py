@@ -33,7 +33,7 @@ from ..ds.dlist import (ListHead, list_add_tail, list_check, list_del, list_iter
 from ..errors import InvariantError
 from ..host.alloc import MemPool, SIZEOF, MAX_ALLOC
 from ..host.frames import HostMemory, PAGE_SIZE
-from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS
+from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS, yield_point
 from . import control, evict, stats
 from .client import Client, MAX_POOLS_PER_DOMAIN
 from .obj import Obj, Pgp, SIZE_RAW, pgp_forget
@@ -227,10 +227,14 @@ class Host:
         dom = self.mem.domains.get(domid) if type(domid) is int else None
         if dom is None:
             raise ValueError(f"no domain {domid!r} on this host")
-        self.total_tmem_ops += 1
+        n = self.total_tmem_ops                # informational: no lock, not atomic
+        yield_point("total_tmem_ops")
+        self.total_tmem_ops = n + 1
         rc = self._dispatch(dom, op)
         if rc < 0:
-            self.errored_tmem_ops += 1
+            n = self.errored_tmem_ops
+            yield_point("errored_tmem_ops")
+            self.errored_tmem_ops = n + 1
         return rc
 
     def _dispatch(self, dom, op) -> int:
@@ -585,7 +589,9 @@ class Host:
     # --- PUT ------------------------------------------------------------------------------------
     def _put(self, pool, oid, index, page, caller_id) -> int:
         """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate)."""
-        pool.puts += 1
+        n = pool.puts                           # informational: tmem_rwlock (read) only
+        yield_point("pool.puts")
+        pool.puts = n + 1
         client = pool.client
         obj = self._obj_find_lock(pool, oid)
         if obj is None:
@@ -636,7 +642,9 @@ class Host:
                     if pool.shared:
                         obj.last_client = caller_id
                     obj.lock.release()
-                    pool.good_puts += 1
+                    n = pool.good_puts          # informational, after the object lock
+                    yield_point("pool.good_puts")
+                    pool.good_puts = n + 1
                     if pool.persistent:
                         client.succ_pers_puts += 1
                     else:

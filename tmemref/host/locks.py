@@ -52,7 +52,7 @@ import threading
 
 __all__ = ["SpinLock", "RWLock", "LockOrderError", "set_order_checking", "held_locks",
            "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_HEAP", "RANK_LISTS",
-           "RANK_XMEM", "RANK_PAGE_LIST", "OBJ_FREE_EXCEPTION"]
+           "RANK_XMEM", "RANK_PAGE_LIST", "OBJ_FREE_EXCEPTION", "yield_point"]
 
 RANK_TMEM, RANK_POOL, RANK_OBJ, RANK_PCD, RANK_HEAP, RANK_LISTS, RANK_XMEM, RANK_PAGE_LIST = \
     range(8)
@@ -61,6 +61,17 @@ OBJ_FREE_EXCEPTION = ("pool_rwlock", "obj_spinlock")
 
 _checking = False
 _tls = threading.local()
+#: The deterministic scheduler of :mod:`tmemref.sim` while one runs, else None (real threads).
+_sched = None
+
+
+def yield_point(label: str) -> None:
+    """A place where a thread may lose the CPU though it takes no lock: the middle of the
+    read-modify-write of a counter Xen keeps without atomics (an *informational* counter, e.g.
+    ``pool->puts++``). Free with real threads; the scheduler of :mod:`tmemref.sim` may switch
+    threads here, which is how it shows such counters drifting."""
+    if _sched is not None:
+        _sched.yield_point(label)
 
 
 class LockOrderError(RuntimeError):
