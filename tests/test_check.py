@@ -472,9 +472,13 @@ def test_frames_4_above_max_pages(h):
         h.mem.check()
 
 
-def test_frames_4_memory_given_at_creation_may_exceed_max(h):
-    # the documented exception: a domain created with more pages than max_pages
-    h.create_domain(5, pages=10, max_pages=4)
+def test_frames_4_own_memory_may_exceed_a_lowered_max(h):
+    # the documented exception: max_pages lowered below the memory a domain already holds
+    # (as `xl mem-max` may); creating it so is refused
+    with pytest.raises(ValueError, match="max_pages"):
+        h.create_domain(5, pages=10, max_pages=4)
+    assert 5 not in h.mem.domains
+    h.create_domain(5, pages=10, max_pages=10).max_pages = 4
     h.mem.check()
     h.check()
 

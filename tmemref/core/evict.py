@@ -58,60 +58,63 @@ def tmem_evict(host, client, trace=None) -> int:
     host.evict_attempts += 1
     lists = host.eph_lists_lock
     lists.acquire()
-    if host.client_weight_total and client is not None and client.eph_count \
-            and client_over_quota(host, client):
-        head = client.eph_list
-    else:
-        head = host.eph_list
-    victim = None
-    for node in list_iter(head):
-        pgp = node.owner
-        obj = pgp.obj
-        pool = obj.pool
-        if pool.is_dying:
+    try:
+        if host.client_weight_total and client is not None and client.eph_count \
+                and client_over_quota(host, client):
+            head = client.eph_list
+        else:
+            head = host.eph_list
+        victim = pool_locked = None
+        for node in list_iter(head):
+            pgp = node.owner
+            obj = pgp.obj
+            pool = obj.pool
+            if pool.is_dying:
+                if trace is not None:
+                    trace(pgp, SKIP_DYING)
+                continue
+            if not obj.lock.trylock():
+                if trace is not None:
+                    trace(pgp, SKIP_OBJ_BUSY)
+                continue
+            if obj.pgp_count > 1:               # the object survives: its lock is enough
+                victim = pgp
+                break
+            if pool.lock.write_trylock():       # last page: the object goes, pool lock too
+                victim = pgp
+                pool_locked = True
+                break
+            obj.lock.release()
             if trace is not None:
-                trace(pgp, SKIP_DYING)
-            continue
-        if not obj.lock.trylock():
-            if trace is not None:
-                trace(pgp, SKIP_OBJ_BUSY)
-            continue
-        if obj.pgp_count > 1:                   # the object survives: its lock is enough
-            victim = pgp
-            break
-        if pool.lock.write_trylock():           # last page: the object goes, pool lock too
-            victim = pgp
-            break
-        obj.lock.release()
-        if trace is not None:
-            trace(pgp, SKIP_POOL_BUSY)
-    if victim is None:
+                trace(pgp, SKIP_POOL_BUSY)
+        if victim is None:
+            return 0
+        owner = pool.client
+        list_del(pgp.link_a)
+        list_del(pgp.link_b)
+        host.eph_count -= 1
+        owner.eph_count -= 1
+    finally:
         lists.release()
-        return 0
-    pgp = victim
-    owner = pool.client
-    list_del(pgp.link_a)
-    list_del(pgp.link_b)
-    host.eph_count -= 1
-    owner.eph_count -= 1
-    lists.release()
-    obj.tree.delete(pgp.index)
-    obj.pgp_count -= 1
-    if obj.tree.node_count != obj.objnode_count:
-        host._objnodes_changed(obj)
-    host._pgp_free_data(pgp, pool)
-    pool.mempool.free(SIZEOF_PGP)
-    life = host.now() - pgp.timestamp
-    pool.sum_life_cycles += life
-    pool.sum_evicted_cycles += life
-    pgp.obj = None
-    pgp_forget(pgp)
-    pool.pgp_count -= 1
-    host.global_pgp_count -= 1
-    if obj.pgp_count == 0:
-        host._obj_free(obj, pool_locked=True)
-        pool.lock.write_unlock()
-    else:
+    try:
+        obj.tree.delete(pgp.index)
+        obj.pgp_count -= 1
+        if obj.tree.node_count != obj.objnode_count:
+            host._objnodes_changed(obj)
+        host._pgp_free_data(pgp, pool)
+        pool.mempool.free(SIZEOF_PGP)
+        life = host.now() - pgp.timestamp
+        pool.sum_life_cycles += life
+        pool.sum_evicted_cycles += life
+        pgp.obj = None
+        pgp_forget(pgp)
+        pool.pgp_count -= 1
+        host.global_pgp_count -= 1
+        if obj.pgp_count == 0:
+            host._obj_free(obj, pool_locked=True)
+    finally:
+        if pool_locked:
+            pool.lock.write_unlock()
         obj.lock.release()
     host.evicted_pgs += 1
     return 1

@@ -108,6 +108,14 @@ class Host:
             raise NotImplementedError("tmem_dedup/tmem_tze are not modelled yet")
         if quota_rule not in ("doc", "xen"):
             raise ValueError("quota_rule must be 'doc' or 'xen'")
+        for name, value in (("pages", pages), ("min_free_pages", min_free_pages),
+                            ("evict_budget", evict_budget), ("dom0_pages", dom0_pages)):
+            _check_count(name, value)
+        if pages <= min_free_pages + dom0_pages:
+            raise ValueError(
+                f"a host of {pages} frames cannot keep {min_free_pages} frames free (the 1 MB "
+                f"guard) beside domain 0's {dom0_pages}: every put would fail; give more pages "
+                "or a smaller min_free_pages")
         self.mem = HostMemory(pages)                 # physical memory, heap, page list
         self.mem.relinquish = self._relinquish_page
         self.compress = bool(compress)               # boot option tmem_compress
@@ -171,24 +179,37 @@ class Host:
                       privileged: bool = False):
         """Create a domain holding ``pages`` frames of its own, billed up to ``max_pages``
         (default: ``pages``). Memory comes from the heap; if it is short, tmem gives back
-        freeable frames (evicting ephemeral pages). ``MemoryError`` if it cannot."""
-        if not isinstance(domid, int) or not 0 <= domid < abi.TMEM_CLI_ID_NULL:
-            raise ValueError(f"bad domain id {domid!r}")
-        with self.tmem_rwlock_w():
-            d = self.mem.add_domain(domid, pages, pages if max_pages is None else max_pages,
-                                    privileged)
+        freeable frames (evicting ephemeral pages) under the heap lock, as Xen's
+        ``alloc_heap_pages`` asks ``tmem_relinquish_pages``. ``MemoryError`` if it cannot;
+        ``ValueError``/``TypeError`` for impossible arguments (nothing changes)."""
+        if type(domid) is not int or not 0 <= domid < abi.TMEM_CLI_ID_NULL:
+            raise ValueError(f"bad domain id {domid!r}: an int in [0, 0xFFFF)")
+        if max_pages is None:
+            max_pages = pages
+        _check_count("pages", pages)
+        _check_count("max_pages", max_pages)
+        if pages > max_pages:
+            raise ValueError(f"pages ({pages}) > max_pages ({max_pages}): a domain is never "
+                             "given more memory than it may hold")
+        d = self.mem.add_domain(domid, pages, max_pages, bool(privileged))
         if privileged:
             self.privileged.add(domid)
         return d
 
     def destroy_domain(self, domid: int) -> None:
-        """Xen: ``domain_kill`` → ``tmem_destroy``: flush every pool of its client, free the
-        client, then give the domain's memory back to the heap (scrubbed)."""
-        if domid not in self.mem.domains:
-            raise ValueError(f"no domain {domid}")
+        """Xen: ``domain_kill`` → ``tmem_destroy``: the domain is marked dying (its hypercalls
+        get -ENODEV from now on), every pool of its client is flushed and the client freed
+        under ``tmem_rwlock`` held for writing; then its memory goes back to the heap
+        (scrubbed)."""
+        d = self.mem.domains.get(domid) if type(domid) is int else None
+        if d is None:
+            raise ValueError(f"no domain {domid!r}")
         if domid == 0:
             raise ValueError("domain 0 cannot be destroyed")
         with self.tmem_rwlock_w():
+            if d.is_dying:
+                raise ValueError(f"domain {domid} is already being destroyed")
+            d.is_dying = True
             client = self.clients.get(domid)
             if client is not None:
                 for i, pool in enumerate(client.pools):
@@ -198,8 +219,8 @@ class Host:
                 self.client_weight_total -= client.weight
                 client.persistent_pool.destroy()
                 del self.clients[domid]
-            self.mem.remove_domain(domid)
-            self.privileged.discard(domid)
+        self.mem.remove_domain(domid)
+        self.privileged.discard(domid)
 
     class _WriteLocked:
         __slots__ = ("lock",)
@@ -222,7 +243,8 @@ class Host:
         """Xen: ``do_tmem_op`` — the tmem hypercall from domain ``domid``. Returns Xen's value.
 
         Raises ``ValueError`` only if ``domid`` is not a domain of this host (no such caller
-        exists in Xen). Everything else, however malformed, gets a return code.
+        exists in Xen). Everything else, however malformed, gets a return code, and every lock
+        the call takes is released on every way out.
         """
         dom = self.mem.domains.get(domid) if type(domid) is int else None
         if dom is None:
@@ -238,57 +260,81 @@ class Host:
         return rc
 
     def _dispatch(self, dom, op) -> int:
-        if not _op_ok(op):
-            return -EFAULT                     # the tmem_op could not be copied in
-        cmd = op.cmd
+        """Copy the op in once (as ``copy_from_guest`` does), validate the copy, and run it.
+        Nothing below reads ``op`` again, so a guest changing it meanwhile changes nothing."""
+        c = copy_op(op)
+        if c is None:
+            return -EFAULT                     # no C struct tmem_op could hold these values
+        cmd = c[0]
         if PUT <= cmd <= FLUSH_OBJECT:         # the frequent page operations first
-            client = dom.client
-            if client is None:
-                client = self._client_create_locked(dom)
-            pool_id = op.pool_id
-            if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN:
-                return -ENODEV
-            pool = client.pools[pool_id]
-            if pool is None:
-                return -ENODEV
-            lock = self.tmem_rwlock
-            lock.read_lock()
-            try:
-                if cmd == PUT:
-                    mem = self.mem
-                    if len(mem.heap) + len(mem.page_list) < self.min_free_pages and \
-                            not evict.ensure_avail_pages(self, client):
-                        return self._put_refused(pool, op.oid, op.index)
-                    return self._put(pool, op.oid, op.index, op.page, client.cli_id)
-                if cmd == GET:
-                    return self._get(pool, op.oid, op.index, op.page, client.cli_id)
-                if cmd == FLUSH_PAGE:
-                    return self._flush_page(pool, op.oid, op.index)
-                return self._flush_object(pool, op.oid)
-            finally:
-                lock.read_unlock()
+            return self._page_op(dom, cmd, c[1], c[5], c[6], c[7])
         if cmd == abi.TMEM_CONTROL or cmd == abi.TMEM_AUTH or cmd == abi.TMEM_RESTORE_NEW:
             if not dom.privileged:
                 return -EPERM
+            op = abi.TmemOp(*c)                # the copy, for the control code to read
             with self.tmem_rwlock_w():
+                if not self._caller_alive(dom):
+                    return -ENODEV
                 if cmd == abi.TMEM_CONTROL:
                     return control.do_control(self, dom, op)
                 if cmd == abi.TMEM_AUTH:
                     return control.shared_pool_auth(self, op.arg1, op.uuid, op.flags)
                 return control.restore_new_pool(self, op)
-        client = dom.client
-        if client is None:
-            client = self._client_create_locked(dom)
-        if cmd == abi.TMEM_NEW_POOL:
+        with self.tmem_rwlock_w():             # NEW/DESTROY_POOL and unknown commands
+            if not self._caller_alive(dom):
+                return -ENODEV
+            client = dom.client or self._client_create(dom)
+            if cmd == abi.TMEM_NEW_POOL:
+                return self._new_pool(client, c[3], c[2], None)
+            pool_id = c[1] & U32
+            if cmd == abi.TMEM_DESTROY_POOL:
+                return self._destroy_pool(client, pool_id)
+            if pool_id >= MAX_POOLS_PER_DOMAIN or client.pools[pool_id] is None:
+                return -ENODEV                 # Xen checks the pool before the command
+            return -ENOSYS
+
+    def _caller_alive(self, dom) -> bool:
+        """The calling domain is still this host's and not dying (``tmem_rwlock`` held)."""
+        return not dom.is_dying and self.mem.domains.get(dom.domid) is dom
+
+    def _page_op(self, dom, cmd, pool_id, oid, index, page) -> int:
+        """PUT, GET, FLUSH_PAGE, FLUSH_OBJECT: ``tmem_rwlock`` is held for reading across the
+        whole operation, the lookup of the client and the pool included, so a pool cannot be
+        destroyed (nor the domain die) under it. A first call creates the client, which needs
+        the lock for writing; the lookup is then done again under the read lock."""
+        if cmd == PUT:
+            data = copy_page_in(page)          # the guest frame, read once (None: unreadable)
+        elif cmd == GET:
+            data = page_out_view(page)         # a view that pins the guest buffer (None: bad)
+        if dom.client is None:
             with self.tmem_rwlock_w():
-                return self._new_pool(client, op.flags, op.uuid, None)
-        if cmd == abi.TMEM_DESTROY_POOL:
-            with self.tmem_rwlock_w():
-                return self._destroy_pool(client, op.pool_id)
-        pool_id = op.pool_id                   # Xen checks the pool before the command
-        if not 0 <= pool_id < MAX_POOLS_PER_DOMAIN or client.pools[pool_id] is None:
-            return -ENODEV
-        return -ENOSYS
+                if self._caller_alive(dom) and dom.client is None:
+                    self._client_create(dom)
+        lock = self.tmem_rwlock
+        lock.read_lock()
+        try:
+            client = dom.client
+            if client is None or not self._caller_alive(dom):
+                return -ENODEV
+            pool_id &= U32                     # Xen compares (uint32_t)pool_id with 16
+            if pool_id >= MAX_POOLS_PER_DOMAIN:
+                return -ENODEV
+            pool = client.pools[pool_id]
+            if pool is None or pool.is_dying:
+                return -ENODEV
+            if cmd == PUT:
+                mem = self.mem
+                if len(mem.heap) + len(mem.page_list) < self.min_free_pages and \
+                        not evict.ensure_avail_pages(self, client):
+                    return self._put_refused(pool, oid, index)
+                return self._put(pool, oid, index, data, client.cli_id)
+            if cmd == GET:
+                return self._get(pool, oid, index, data, client.cli_id)
+            if cmd == FLUSH_PAGE:
+                return self._flush_page(pool, oid, index)
+            return self._flush_object(pool, oid)
+        finally:
+            lock.read_unlock()
 
     def _client_create_locked(self, dom) -> Client:
         with self.tmem_rwlock_w():
@@ -376,18 +422,32 @@ class Host:
             if self._shared_pool_quit(pool, client):
                 return                          # other sharers remain
             self.shared_pools[self.shared_pools.index(pool)] = None
-        pool.is_dying = True
-        for obj in list(pool.objects()):
-            obj.lock.acquire()
-            self._obj_destroy(obj)
+        self._pool_destroy_objs(pool, None)
+
+    def _pool_destroy_objs(self, pool, cli_id) -> None:
+        """Xen: ``pool_destroy_objs`` — with the pool's write lock held across the whole walk,
+        destroy every object (``cli_id`` None) or those a quitting sharer touched last. Only a
+        pool destroyed whole is marked dying (see the fidelity notes for Xen's code)."""
+        plock = pool.lock
+        plock.write_lock()
+        try:
+            if cli_id is None:
+                pool.is_dying = True
+            for obj in list(pool.objects()):
+                if cli_id is not None and obj.last_client != cli_id:
+                    continue
+                obj.lock.acquire()
+                try:
+                    self._obj_destroy(obj)
+                finally:
+                    obj.lock.release()
+        finally:
+            plock.write_unlock()
 
     def _shared_pool_quit(self, pool, client) -> bool:
         """Xen: ``shared_pool_quit`` — destroy the objects this client touched last, leave the
         sharelist, hand ownership to the next sharer. True if sharers remain."""
-        for obj in list(pool.objects()):
-            if obj.last_client == client.cli_id:
-                obj.lock.acquire()
-                self._obj_destroy(obj)
+        self._pool_destroy_objs(pool, client.cli_id)
         if client in pool.share_list:
             pool.share_list.remove(client)
             pool.shared_count -= 1
@@ -415,6 +475,10 @@ class Host:
         pool.pool_id = new_owner.pools.index(pool)
 
     # --- objects --------------------------------------------------------------------------------
+    # Lock discipline: a function that finds or creates an object returns it locked; whoever
+    # called it releases that lock in a ``finally``, also when the object was freed meanwhile
+    # (a freed object is unreachable, so releasing its lock late is harmless). Nothing below
+    # releases an object lock it did not take.
     def _obj_find_lock(self, pool, oid):
         """Top-down lookup: pool read lock, then *try* the object lock; if another CPU holds
         it, drop the pool lock and look again (so the pool lock is never held while waiting
@@ -422,14 +486,12 @@ class Host:
         plock = pool.lock
         while True:
             plock.read_lock()
-            obj = pool.find(oid)
-            if obj is None:
+            try:
+                obj = pool.find(oid)
+                if obj is None or obj.lock.trylock():
+                    return obj
+            finally:
                 plock.read_unlock()
-                return None
-            if obj.lock.trylock():
-                plock.read_unlock()
-                return obj
-            plock.read_unlock()
             time.sleep(0)
 
     def _obj_alloc_lock(self, pool, oid):
@@ -439,16 +501,19 @@ class Host:
             self.alloc_failed += 1
             return None
         obj = Obj(pool, oid, pool.node_alloc, pool.node_free)
-        pool.lock.write_lock()
-        other = pool.find(oid)
+        plock = pool.lock
+        plock.write_lock()
+        try:
+            other = pool.find(oid)
+            if other is None:
+                obj.rbnode = pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].insert(
+                    (oid[2], oid[1], oid[0]), obj)
+                obj.lock.acquire()
+        finally:
+            plock.write_unlock()
         if other is not None:                   # lost a race: use theirs
-            pool.lock.write_unlock()
             pool.mempool.free(SIZEOF_OBJ)
             return self._obj_find_lock(pool, oid)
-        obj.rbnode = pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].insert(
-            (oid[2], oid[1], oid[0]), obj)
-        obj.lock.acquire()
-        pool.lock.write_unlock()
         pool.obj_count += 1
         if pool.obj_count > pool.obj_count_max:
             pool.obj_count_max = pool.obj_count
@@ -458,35 +523,36 @@ class Host:
         return obj
 
     def _obj_free(self, obj, pool_locked: bool = False) -> None:
-        """Xen: ``obj_free`` — the object has no pages left: take it out of its bucket (pool
-        write lock, the named exception to the lock order) and free it. Caller holds
-        ``obj.lock``, which dies with the object."""
+        """Xen: ``obj_free`` — the (locked) object has no pages left: take it out of its bucket
+        (pool write lock, the named exception to the lock order, unless the caller holds it)
+        and free it. The caller still holds, and releases, ``obj.lock``."""
         pool = obj.pool
         if not pool_locked:
             pool.lock.write_lock()
-        obj.tree.destroy()                      # a stump of nodes left by a failed insert
-        self._objnodes_changed(obj)
-        oid = obj.oid
-        pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].erase(obj.rbnode)
-        if not pool_locked:
-            pool.lock.write_unlock()
+        try:
+            obj.tree.destroy()                  # a stump of nodes left by a failed insert
+            self._objnodes_changed(obj)
+            oid = obj.oid
+            pool.buckets[(oid[0] ^ oid[1] ^ oid[2]) & 0xFF].erase(obj.rbnode)
+        finally:
+            if not pool_locked:
+                pool.lock.write_unlock()
         obj.rbnode = None
         obj.pool = None
         pool.obj_count -= 1
         self.global_obj_count -= 1
         pool.mempool.free(SIZEOF_OBJ)
-        obj.lock.release()
 
     def _obj_destroy(self, obj) -> None:
-        """Xen: ``obj_destroy`` — free every page of a locked object, then the object."""
+        """Xen: ``obj_destroy`` — free every page of a locked object, then the object. The
+        caller holds the pool's write lock."""
         pool = obj.pool
-        pgps = [pgp for _, pgp in obj.tree.items()]
-        for pgp in pgps:
+        for _, pgp in list(obj.tree.items()):
             obj.tree.delete(pgp.index)
             obj.pgp_count -= 1
             self._pgp_delist_free(pgp, pool)
         self._objnodes_changed(obj)
-        self._obj_free(obj)
+        self._obj_free(obj, pool_locked=True)
 
     def _objnodes_changed(self, obj) -> None:
         """Bring the objnode counts of the object, pool and host in line with the radix tree."""
@@ -502,12 +568,12 @@ class Host:
                 self.global_rtree_node_count_max = self.global_rtree_node_count
 
     # --- page descriptors -----------------------------------------------------------------------
-    def _pgp_store(self, pgp, pool, page) -> int:
+    def _pgp_store(self, pgp, pool, data) -> int:
         """Put the guest's data into ``pgp``: compressed if the owner compresses and it pays,
         else a whole frame (persistent: billed to the owner's domain). 1, or -ENOMEM."""
         client = pool.client
         if client.compress:
-            c = self.codec.compress(bytes(page))
+            c = self.codec.compress(data)
             if 0 < len(c) < MAX_ALLOC:
                 if not pool.mempool.alloc(len(c)):
                     client.compress_nomem += 1
@@ -524,7 +590,7 @@ class Host:
         if f is None:
             return -ENOMEM
         o = f << 12
-        mem.bytes[o:o + PAGE_SIZE] = page if type(page) is bytes else memoryview(page).cast("B")
+        mem.bytes[o:o + PAGE_SIZE] = data
         pgp.size = SIZE_RAW
         pgp.data = f
         self.global_page_count += 1
@@ -573,8 +639,8 @@ class Host:
         self.global_pgp_count -= 1
 
     def _pgp_remove(self, obj, pgp) -> None:
-        """Take a pgp out of its (locked) object and free it; free the object if it was the
-        last page (which releases the object lock)."""
+        """Take a pgp out of its (locked) object and free it; free the object too if that was
+        its last page. The caller keeps, and releases, the object lock."""
         obj.tree.delete(pgp.index)
         obj.pgp_count -= 1
         pool = obj.pool
@@ -583,12 +649,11 @@ class Host:
         self._pgp_delist_free(pgp, pool)
         if obj.pgp_count == 0:
             self._obj_free(obj)
-        else:
-            obj.lock.release()
 
     # --- PUT ------------------------------------------------------------------------------------
-    def _put(self, pool, oid, index, page, caller_id) -> int:
-        """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate)."""
+    def _put(self, pool, oid, index, data, caller_id) -> int:
+        """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate),
+        -EFAULT (``data`` None: the guest frame could not be read)."""
         n = pool.puts                           # informational: tmem_rwlock (read) only
         yield_point("pool.puts")
         pool.puts = n + 1
@@ -597,7 +662,7 @@ class Host:
         if obj is None:
             if client.frozen:
                 return -EFROZEN
-            if not _page_in_ok(page):           # no object is created for a bad frame
+            if data is None:                    # no object is created for a bad frame
                 self.failed_copies += 1
                 pool.no_mem_puts += 1
                 return -EFAULT
@@ -605,29 +670,33 @@ class Host:
             if obj is None:
                 pool.no_mem_puts += 1
                 return -ENOMEM
+        try:
+            rc = self._put_locked(obj, pool, client, index, data, caller_id)
+        finally:
+            obj.lock.release()
+        if rc == 1:
+            n = pool.good_puts                  # informational, after the object lock
+            yield_point("pool.good_puts")
+            pool.good_puts = n + 1
+        return rc
+
+    def _put_locked(self, obj, pool, client, index, data, caller_id) -> int:
+        """The put, object lock held (the caller releases it)."""
         pgp = obj.tree.lookup(index)
         if pgp is not None:
-            if not _page_in_ok(page):           # a failed duplicate put never leaves the
+            if data is None:                    # a failed duplicate put never leaves the
                 self.failed_copies += 1         # old data readable: flush it
                 self._pgp_remove(obj, pgp)
                 pool.dup_puts_flushed += 1
                 return -EFAULT
-            return self._dup_put(obj, pgp, page, caller_id)
-        if client.frozen:
-            obj.lock.release()
-            pool.no_mem_puts += 1
-            return -EFROZEN
-        if not _page_in_ok(page):               # checked before anything is allocated
-            self.failed_copies += 1
-            pool.no_mem_puts += 1
-            if obj.pgp_count == 0:
-                self._obj_free(obj)
-            else:
-                obj.lock.release()
-            return -EFAULT
-        mempool = pool.mempool
+            return self._dup_put(obj, pgp, data, caller_id)
         rc = -ENOMEM
-        if mempool.alloc(SIZEOF_PGP):
+        if client.frozen:
+            rc = -EFROZEN
+        elif data is None:                      # checked before anything is allocated
+            self.failed_copies += 1
+            rc = -EFAULT
+        elif pool.mempool.alloc(SIZEOF_PGP):
             pgp = Pgp(obj, index)
             pgp.timestamp = self.total_tmem_ops if self.clock is None else self.clock()
             if obj.tree.insert(index, pgp) == 0:
@@ -636,15 +705,11 @@ class Host:
                 self.global_pgp_count += 1
                 if obj.tree.node_count != obj.objnode_count:
                     self._objnodes_changed(obj)
-                rc = self._pgp_store(pgp, pool, page)
+                rc = self._pgp_store(pgp, pool, data)
                 if rc == 1:
                     self._pgp_enlist(pgp, pool, client)
                     if pool.shared:
                         obj.last_client = caller_id
-                    obj.lock.release()
-                    n = pool.good_puts          # informational, after the object lock
-                    yield_point("pool.good_puts")
-                    pool.good_puts = n + 1
                     if pool.persistent:
                         client.succ_pers_puts += 1
                     else:
@@ -659,14 +724,12 @@ class Host:
             else:
                 self._objnodes_changed(obj)
                 self.alloc_failed += 1
-            mempool.free(SIZEOF_PGP)
+            pool.mempool.free(SIZEOF_PGP)
         else:
             self.alloc_failed += 1
         pool.no_mem_puts += 1
         if obj.pgp_count == 0:
             self._obj_free(obj)
-        else:
-            obj.lock.release()
         return rc
 
     def _put_refused(self, pool, oid, index) -> int:
@@ -700,28 +763,25 @@ class Host:
         if self.global_pgp_count > self.global_pgp_count_max:
             self.global_pgp_count_max = self.global_pgp_count
 
-    def _dup_put(self, obj, pgp, page, caller_id) -> int:
+    def _dup_put(self, obj, pgp, data, caller_id) -> int:
         """Xen: ``do_tmem_dup_put`` — overwrite in place if the new data fits, else fail with
         -ENOSPC having flushed the old data (never leave old data readable). The LRU position
-        of an ephemeral page does not change."""
+        of an ephemeral page does not change. Object lock held."""
         pool = obj.pool
         client = pool.client
         if client.live_migrating:
             ok = False
         elif pgp.size == SIZE_RAW and not client.compress:
             o = pgp.data << 12
-            self.mem.bytes[o:o + PAGE_SIZE] = (page if type(page) is bytes
-                                               else memoryview(page).cast("B"))
+            self.mem.bytes[o:o + PAGE_SIZE] = data
             ok = True
         else:
             self._pgp_free_data(pgp, pool)
-            ok = self._pgp_store(pgp, pool, page) == 1
+            ok = self._pgp_store(pgp, pool, data) == 1
         if ok:
             if pool.shared:
                 obj.last_client = caller_id
-            obj.lock.release()
             pool.dup_puts_replaced += 1
-            pool.good_puts += 1
             if pool.persistent:
                 client.succ_pers_puts += 1
             return 1
@@ -730,45 +790,53 @@ class Host:
         return -ENOSPC
 
     # --- GET ------------------------------------------------------------------------------------
-    def _get(self, pool, oid, index, buf, caller_id) -> int:
-        """Xen: ``do_tmem_get``. 1 and the page in ``buf``; 0 if absent; -EEMPTY if the pool
+    def _get(self, pool, oid, index, out, caller_id) -> int:
+        """Xen: ``do_tmem_get``. 1 and the page in ``out``; 0 if absent; -EEMPTY if the pool
         holds no page at all. Private ephemeral gets are exclusive (the page leaves tmem);
-        shared ephemeral gets move the page to the young end of the LRU lists."""
+        shared ephemeral gets move the page to the young end of the LRU lists. ``out`` is the
+        pinned view of the guest frame (None: it cannot take a page)."""
         if pool.pgp_count == 0:
             return -EEMPTY
         pool.gets += 1
         obj = self._obj_find_lock(pool, oid)
         if obj is None:
             return 0
-        pgp = obj.tree.lookup(index)
-        if pgp is None:
+        try:
+            pgp = obj.tree.lookup(index)
+            if pgp is None:
+                return 0
+            if out is None or not self._copy_out(pgp, out):
+                self.failed_copies += 1         # fail before anything changes
+                return -EFAULT
+            client = pool.client
+            if pool.persistent:
+                client.succ_pers_gets += 1
+            elif pool.shared:
+                with self.eph_lists_lock:
+                    list_move_tail(pgp.link_a, self.eph_list)
+                    list_move_tail(pgp.link_b, client.eph_list)
+                obj.last_client = caller_id
+                client.succ_eph_gets += 1
+            else:
+                self._pgp_remove(obj, pgp)
+                client.succ_eph_gets += 1
+        finally:
             obj.lock.release()
-            return 0
-        if not _page_out_ok(buf):               # the guest frame cannot take the page:
-            obj.lock.release()                  # fail before anything changes
-            self.failed_copies += 1
-            return -EFAULT
-        if pgp.size == SIZE_RAW:
-            o = pgp.data << 12
-            memoryview(buf).cast("B")[:] = self.mem.bytes[o:o + PAGE_SIZE]
-        else:
-            memoryview(buf).cast("B")[:] = self.codec.decompress(pgp.data)
-        client = pool.client
-        if pool.persistent:
-            obj.lock.release()
-            client.succ_pers_gets += 1
-        elif pool.shared:
-            with self.eph_lists_lock:
-                list_move_tail(pgp.link_a, self.eph_list)
-                list_move_tail(pgp.link_b, client.eph_list)
-            obj.last_client = caller_id
-            obj.lock.release()
-            client.succ_eph_gets += 1
-        else:
-            self._pgp_remove(obj, pgp)
-            client.succ_eph_gets += 1
         pool.found_gets += 1
         return 1
+
+    def _copy_out(self, pgp, out) -> bool:
+        """Copy a stored page into the guest's frame; False if that failed (nothing else
+        changes)."""
+        try:
+            if pgp.size == SIZE_RAW:
+                o = pgp.data << 12
+                out[:] = self.mem.bytes[o:o + PAGE_SIZE]
+            else:
+                out[:] = self.codec.decompress(pgp.data)
+            return True
+        except Exception:
+            return False
 
     # --- FLUSH ----------------------------------------------------------------------------------
     def _flush_page(self, pool, oid, index) -> int:
@@ -783,19 +851,30 @@ class Host:
         obj = self._obj_find_lock(pool, oid)
         if obj is None:
             return False
-        pgp = obj.tree.lookup(index)
-        if pgp is None:
+        try:
+            pgp = obj.tree.lookup(index)
+            if pgp is None:
+                return False
+            self._pgp_remove(obj, pgp)
+            return True
+        finally:
             obj.lock.release()
-            return False
-        self._pgp_remove(obj, pgp)
-        return True
 
     def _flush_object(self, pool, oid) -> int:
-        """Xen: ``do_tmem_flush_object`` — every page of the object; same return rule."""
+        """Xen: ``do_tmem_flush_object`` — every page of the object, with the pool's write
+        lock held across the whole walk (taken under the object lock: the obj_free exception);
+        same return rule."""
         pool.flush_objs += 1
         obj = self._obj_find_lock(pool, oid)
         if obj is not None:
-            self._obj_destroy(obj)
+            try:
+                pool.lock.write_lock()
+                try:
+                    self._obj_destroy(obj)
+                finally:
+                    pool.lock.write_unlock()
+            finally:
+                obj.lock.release()
             pool.flush_objs_found += 1
         return -EFROZEN if pool.client.frozen else 1
 
@@ -950,68 +1029,83 @@ def _check_pgp(pgp, pool) -> None:
 
 
 _TmemOp = abi.TmemOp
-_D = abi.TmemOp(cmd=0)
-_UNREAD_DEFAULTS = (_D.uuid, _D.flags, _D.arg1, _D.arg2, _D.subop, _D.cli_id)
-_SIX_INTS = (int,) * 6
-del _D
+_U32_FIELDS = ("cmd", "index", "flags", "arg1", "subop", "cli_id", "arg2")
 
 
-def _op_ok(op) -> bool:
-    """Could a C ``struct tmem_op`` hold these values? (Else: -EFAULT, as a bad copy-in.)
+def _check_count(name: str, value) -> None:
+    """A count of frames: an int >= 0 (TypeError / ValueError otherwise)."""
+    if type(value) is not int:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value}")
 
-    Every u32 field is an int in [0, 2**32), pool_id an int32, oid three u64 words, uuid two.
-    (OR-ing non-negative ints and shifting tests the range of all of them at once; a negative
-    one makes the OR negative, which fails the same test.)
+
+def copy_op(op):
+    """Xen: ``copy_from_guest`` of a ``struct tmem_op`` — read every field of ``op`` exactly
+    once and return the copy as a tuple in :class:`TmemOp` field order, or None if no C struct
+    could hold the values (the hypercall then returns -EFAULT).
+
+    The rule: every u32 field (``cmd, index, flags, arg1, subop, cli_id, arg2``) is an ``int``
+    in [0, 2**32); ``pool_id`` is 32 bits, signed or not, in [-2**31, 2**32) (Xen casts it to
+    u32 before comparing with 16); ``oid`` is a tuple of three u64, ``uuid`` of two. Only exact
+    ``int`` counts (not bool, float, Decimal or numpy scalars): a value is tested by its type
+    before any comparison, so no ``__eq__`` or ``__index__`` of a guest's object ever runs.
+    ``page`` and ``buf`` are guest buffers, checked where they are used.
+    :func:`tmemref.abi.explain` says in words which field is wrong.
     """
-    if type(op) is _TmemOp and (op.uuid, op.flags, op.arg1, op.arg2, op.subop,
-                                op.cli_id) == _UNREAD_DEFAULTS:
-        oid, cmd, index, pool_id = op.oid, op.cmd, op.index, op.pool_id
-        if type(oid) is not tuple or len(oid) != 3:
-            return False
-        a, b, c = oid
-        if (type(a), type(b), type(c), type(cmd), type(index), type(pool_id)) != _SIX_INTS:
-            return False
-        return not ((a | b | c) >> 64 or (cmd | index) >> 32) and \
-            -0x80000000 <= pool_id < 0x80000000
-    if not isinstance(op, abi.TmemOp):
-        return False
-    cmd, index, flags, arg1, arg2, subop, cli_id, pool_id = (
-        op.cmd, op.index, op.flags, op.arg1, op.arg2, op.subop, op.cli_id, op.pool_id)
-    if not (type(cmd) is int and type(index) is int and type(flags) is int
-            and type(arg1) is int and type(arg2) is int and type(subop) is int
-            and type(cli_id) is int and type(pool_id) is int):
-        return False
-    if (cmd | index | flags | arg1 | arg2 | subop | cli_id) >> 32 or \
-            not -0x80000000 <= pool_id < 0x80000000:
-        return False
-    oid, uuid = op.oid, op.uuid
-    if type(oid) is not tuple or len(oid) != 3 or type(uuid) is not tuple or len(uuid) != 2:
-        return False
-    a, b, c = oid
-    u, v = uuid
-    if not (type(a) is int and type(b) is int and type(c) is int and type(u) is int
-            and type(v) is int):
-        return False
-    return not (a | b | c | u | v) >> 64
-
-
-def _page_in_ok(page) -> bool:
-    """A put's guest frame: exactly 4096 bytes readable."""
-    if type(page) is bytes:                   # the common case, without a memoryview
-        return len(page) == PAGE_SIZE
+    if not isinstance(op, _TmemOp):
+        return None
     try:
-        m = memoryview(page)
-    except TypeError:
-        return False
-    return m.nbytes == PAGE_SIZE and m.c_contiguous
+        c = (op.cmd, op.pool_id, op.uuid, op.flags, op.arg1, op.oid, op.index, op.page,
+             op.subop, op.cli_id, op.arg2, op.buf)
+    except Exception:                   # a subclass whose attributes raise
+        return None
+    cmd, pool_id, uuid, flags, arg1, oid, index, _, subop, cli_id, arg2, _ = c
+    if not (type(cmd) is int and type(index) is int and type(flags) is int
+            and type(arg1) is int and type(subop) is int and type(cli_id) is int
+            and type(arg2) is int and type(pool_id) is int
+            and type(oid) is tuple and len(oid) == 3 and type(uuid) is tuple and len(uuid) == 2):
+        return None
+    a, b, d = oid
+    u, v = uuid
+    if not (type(a) is int and type(b) is int and type(d) is int and type(u) is int
+            and type(v) is int):
+        return None
+    # OR-ing non-negative ints and shifting tests all ranges at once; a negative value makes
+    # the OR negative, which fails the same test.
+    if (cmd | index | flags | arg1 | subop | cli_id | arg2) >> 32 or (a | b | d | u | v) >> 64 \
+            or not -0x80000000 <= pool_id <= U32:
+        return None
+    return c
 
 
-def _page_out_ok(buf) -> bool:
-    """A get's guest frame: exactly 4096 bytes, writable, contiguous."""
-    if type(buf) is bytearray:                # the common case, without a memoryview
-        return len(buf) == PAGE_SIZE
+def copy_page_in(page):
+    """A put's guest frame read once: its 4096 bytes, or None if it cannot be read as exactly
+    4096 contiguous bytes (released memoryview, closed mmap, an array of a non-byte dtype, a
+    wrong size, anything else). Never raises. ``bytes`` are immutable and used as they are."""
+    if type(page) is bytes:
+        return page if len(page) == PAGE_SIZE else None
+    try:
+        with memoryview(page) as m:
+            if m.nbytes != PAGE_SIZE or not m.c_contiguous:
+                return None
+            return m.tobytes()
+    except Exception:
+        return None
+
+
+def page_out_view(buf):
+    """A get's guest frame: a flat writable view of exactly 4096 bytes, or None. The view pins
+    the buffer (a bytearray cannot be resized, a memoryview released or an mmap closed while
+    it exists), so the copy out cannot fail half way. Never raises."""
     try:
         m = memoryview(buf)
-    except TypeError:
-        return False
-    return m.nbytes == PAGE_SIZE and not m.readonly and m.c_contiguous
+    except Exception:
+        return None
+    try:
+        if m.nbytes == PAGE_SIZE and not m.readonly and m.c_contiguous:
+            return m.cast("B") if m.format != "B" or m.ndim != 1 else m
+    except Exception:
+        pass
+    m.release()
+    return None

@@ -42,7 +42,8 @@ STATE_NAMES = {HEAP: "heap", PAGE_LIST: "page_list", ANON: "tmem"}
 
 class Domain:
     """Xen: ``struct domain`` as far as memory goes: what it holds and may hold."""
-    __slots__ = ("domid", "tot_pages", "max_pages", "own_frames", "privileged", "client")
+    __slots__ = ("domid", "tot_pages", "max_pages", "own_frames", "privileged", "client",
+                 "is_dying")
 
     def __init__(self, domid: int, max_pages: int, privileged: bool):
         self.domid = domid                # domain id
@@ -51,6 +52,7 @@ class Domain:
         self.own_frames: list = []        # its own memory (not tmem), in allocation order
         self.privileged = privileged      # may issue control operations (dom0)
         self.client = None                # its tmem client, created on its first tmem op
+        self.is_dying = False             # being destroyed: its hypercalls get -ENODEV
 
     def __repr__(self):
         return f"<Domain {self.domid} tot={self.tot_pages} max={self.max_pages}>"
@@ -83,47 +85,56 @@ class HostMemory:
     # --- domains --------------------------------------------------------------------------------
     def add_domain(self, domid: int, pages: int, max_pages: int, privileged: bool = False):
         """Create a domain and give it ``pages`` frames from the heap (tmem relinquishes frames
-        if the heap is short). Raises ``MemoryError`` (and changes nothing) if memory is short."""
-        if domid in self.domains:
-            raise ValueError(f"domain {domid} exists")
+        if the heap is short). Raises ``MemoryError`` (and changes nothing) if memory is short.
+        Takes ``heap_lock`` for the whole allocation, as Xen's ``alloc_heap_pages`` does, so
+        tmem's relinquish (and the eviction it runs) happens under it."""
         if pages < 0 or max_pages < 0:
             raise ValueError("pages and max_pages must be >= 0")
-        got = []
-        for _ in range(pages):
-            f = self._heap_alloc(for_tmem=False)
-            if f is None:
-                for g in got:
-                    self._heap_free(g)
-                raise MemoryError(f"only {len(got)} of {pages} frames free for domain {domid}")
-            got.append(f)
-        d = Domain(domid, max_pages, privileged)
-        self.domains[domid] = d
-        for f in got:
-            self.owner[f] = domid
-        d.own_frames = got
-        d.tot_pages = len(got)
+        with self.heap_lock:
+            if domid in self.domains:
+                raise ValueError(f"domain {domid} exists")
+            got = []
+            for _ in range(pages):
+                f = self._heap_alloc_locked(for_tmem=False)
+                if f is None:
+                    for g in got:
+                        self._heap_free_locked(g)
+                    raise MemoryError(f"only {len(got)} of {pages} frames free for domain {domid}")
+                got.append(f)
+            d = Domain(domid, max_pages, privileged)
+            for f in got:
+                self.owner[f] = domid
+            d.own_frames = got
+            d.tot_pages = len(got)
+            self.domains[domid] = d
         return d
 
     def remove_domain(self, domid: int) -> None:
         """Give a dead domain's own frames back to the heap, scrubbed (tmem frees its own first)."""
-        d = self.domains.pop(domid)
-        for f in d.own_frames:
-            self._heap_free(f)
-        d.tot_pages -= len(d.own_frames)
-        d.own_frames = []
+        with self.heap_lock:
+            d = self.domains.pop(domid)
+            for f in d.own_frames:
+                self._heap_free_locked(f)
+            d.tot_pages -= len(d.own_frames)
+            d.own_frames = []
 
     # --- heap -----------------------------------------------------------------------------------
-    def _heap_alloc(self, for_tmem: bool):
-        """``alloc_heap_pages`` of order 0. A request not from tmem (``MEMF_tmem`` clear) may
-        make tmem relinquish a frame; tmem's own requests may not (that would loop)."""
+    def _heap_alloc_locked(self, for_tmem: bool):
+        """``alloc_heap_pages`` of order 0, ``heap_lock`` held. A request not from tmem
+        (``MEMF_tmem`` clear) may make tmem relinquish a frame — under the heap lock, as in
+        Xen; tmem's own requests may not (that would loop)."""
         if self.heap:
             return self.heap.pop()
         if not for_tmem and self.relinquish is not None:
             return self.relinquish()
         return None
 
-    def _heap_free(self, f: int) -> None:
-        """Scrub a frame and put it on the heap."""
+    def _heap_alloc(self, for_tmem: bool):
+        with self.heap_lock:
+            return self._heap_alloc_locked(for_tmem)
+
+    def _heap_free_locked(self, f: int) -> None:
+        """Scrub a frame and put it on the heap (``heap_lock`` held)."""
         self.data[f] = 0
         self.owner[f] = HEAP
         self.heap.append(f)
@@ -138,20 +149,20 @@ class HostMemory:
         """Xen: ``__tmem_alloc_page`` — an anonymous (ephemeral) frame: the tmem page list first,
         then the heap with ``MEMF_tmem``. Returns a frame number or None. ``data``: a frame for
         page data, whose failure counts in ``alloc_page_failed`` (metadata frames do not)."""
-        pl = self.page_list
-        f = pl.pop() if pl else self._heap_alloc(for_tmem=True)
+        f = self._page_list_get()
         if f is None:
-            self.alloc_page_failed += data
-            return None
+            f = self._heap_alloc(for_tmem=True)
+            if f is None:
+                self.alloc_page_failed += data
+                return None
         self.owner[f] = ANON
         self.freeable_page_count += 1
         return f
 
     def free_tmem_page(self, f: int) -> None:
         """Xen: ``__tmem_free_page`` — back on tmem_page_list, unscrubbed."""
-        self.owner[f] = PAGE_LIST
         self.freeable_page_count -= 1
-        self.page_list.append(f)
+        self._page_list_put(f)
 
     def alloc_domain_page(self, d: Domain, data: bool = True):
         """Xen: ``__tmem_alloc_page_thispool`` — a frame billed to domain ``d`` (persistent
@@ -160,11 +171,12 @@ class HostMemory:
         if d.tot_pages >= d.max_pages:
             self.alloc_page_failed += data
             return None
-        pl = self.page_list
-        f = pl.pop() if pl else self._heap_alloc(for_tmem=True)
+        f = self._page_list_get()
         if f is None:
-            self.alloc_page_failed += data
-            return None
+            f = self._heap_alloc(for_tmem=True)
+            if f is None:
+                self.alloc_page_failed += data
+                return None
         self.owner[f] = d.domid
         d.tot_pages += 1
         return f
@@ -172,24 +184,37 @@ class HostMemory:
     def free_domain_page(self, d: Domain, f: int) -> None:
         """Xen: ``__tmem_free_page_thispool`` — steal the frame back from the domain onto
         tmem_page_list."""
-        self.owner[f] = PAGE_LIST
         d.tot_pages -= 1
-        self.page_list.append(f)
+        self._page_list_put(f)
+
+    def _page_list_get(self):
+        """Xen: ``tmem_page_list_get`` — a frame off tmem_page_list, or None."""
+        with self.page_list_lock:
+            pl = self.page_list
+            return pl.pop() if pl else None
+
+    def _page_list_put(self, f: int) -> None:
+        """Xen: ``tmem_page_list_put`` — a frame onto tmem_page_list, unscrubbed."""
+        with self.page_list_lock:
+            self.owner[f] = PAGE_LIST
+            self.page_list.append(f)
 
     def page_list_pop_scrubbed(self):
         """Take a frame off tmem_page_list for the heap's use, scrubbing it first."""
-        if not self.page_list:
+        f = self._page_list_get()
+        if f is None:
             return None
-        f = self.page_list.pop()
         self.data[f] = 0
         self.owner[f] = HEAP     # transiently; the caller assigns it
         return f
 
     def flush_page_list(self) -> int:
         """Scrub every frame on tmem_page_list and give it back to the heap; returns how many."""
-        n = len(self.page_list)
-        while self.page_list:
-            self._heap_free(self.page_list.pop())
+        n = 0
+        while (f := self._page_list_get()) is not None:
+            with self.heap_lock:
+                self._heap_free_locked(f)
+            n += 1
         return n
 
     # --- invariants -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ frames further by what they hold, from the structures:
 figure (better for thousands of frames).
 
 >>> from tmemref import Host
->>> h = Host(pages=64); _ = h.create_domain(1, pages=5)
+>>> h = Host(pages=64, min_free_pages=16); _ = h.create_domain(1, pages=5)
 >>> frame_counts(h)
 {'heap (free)': 59, 'd1 own memory': 5}
 """
