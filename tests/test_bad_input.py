@@ -18,9 +18,12 @@ from __future__ import annotations
 import errno
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from decimal import Decimal
 
 from tmemref import Host, TmemOp, abi
+from tmemref.host import locks
 
 from helpers import (ALL, U64, assert_no_locks_held, auth, control, destroy_pool, diff,
                      new_pool, page, put, snapshot)
@@ -334,6 +337,88 @@ for name, mk in BAD_GET_BUFS.items():
     row(f"get-buf-{name}-private-ephemeral", 1, GET(E, A, 0, mk), EFAULT)
 
 
+
+# --- guest buffers that cannot be read at all (each raised inside the object lock once) ---------
+def _released_view():
+    m = memoryview(bytearray(4096))
+    m.release()
+    return m
+
+
+def _closed_mmap():
+    import mmap
+    m = mmap.mmap(-1, 4096)
+    m.close()
+    return m
+
+
+UNREADABLE = {
+    "released-view": _released_view, "closed-mmap": _closed_mmap,
+    "datetime64-array": lambda: np.zeros(512, dtype="datetime64[s]"),
+    "object-array": lambda: np.array([object()] * 4096, dtype=object),
+    "float-array-4096B": lambda: np.zeros(512, dtype=np.float64)[::-1],   # right size, not C-contiguous
+}
+for name, mk in UNREADABLE.items():
+    row(f"put-unreadable-{name}", 1, PUT(E, A, 9, mk), EFAULT)
+    row(f"put-unreadable-{name}-new-object", 1, PUT(P, (9, 9, 9), 0, mk), EFAULT)
+    row(f"get-unreadable-{name}-persistent", 1, GET(P, A, 0, mk), EFAULT)
+    row(f"get-unreadable-{name}-shared", 2, GET(0, C, 5, mk), EFAULT)
+    row(f"get-unreadable-{name}-private-ephemeral", 1, GET(E, A, 0, mk), EFAULT)
+    row(f"list-unreadable-{name}", 0, CTRL(abi.TMEMC_LIST, arg1=4096, buf=mk()), EFAULT)
+
+
+# --- values no C integer field holds, in every field (-EFAULT, whatever the command) ------------
+class EqRaises:
+    """An object whose comparisons and conversions all raise."""
+    def __eq__(self, other):
+        raise RuntimeError("__eq__ called")
+    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__
+
+    def __index__(self):
+        raise RuntimeError("__index__ called")
+    __int__ = __index__
+
+    def __hash__(self):
+        return 0
+
+
+NOT_INTS = {
+    "float0": lambda: 0.0, "decimal0": lambda: Decimal(0), "np-float0": lambda: np.float64(0),
+    "np-int0": lambda: np.int64(0), "np-array": lambda: np.zeros(1, dtype=np.int64),
+    "eq-raises": EqRaises, "bool": lambda: False,
+}
+INT_FIELDS = ("cmd", "pool_id", "flags", "arg1", "index", "subop", "cli_id", "arg2")
+OPS = {   # name: (caller, the op's other fields) — one op of each kind that reads a field
+    "put": (1, dict(cmd=abi.TMEM_PUT_PAGE, pool_id=E, oid=A, index=9, page=PG)),
+    "new-pool": (1, dict(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags(), uuid=UUID)),
+    "auth": (0, dict(cmd=abi.TMEM_AUTH, arg1=2, flags=1, uuid=(5, 5))),
+    "restore-new": (0, dict(cmd=abi.TMEM_RESTORE_NEW, pool_id=9, arg1=1,
+                            flags=abi.pool_flags(), uuid=(0, 0))),
+    "control": (0, dict(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FREEZE,
+                        cli_id=1)),
+}
+
+
+def _with(fields, name, make):
+    return lambda: TmemOp(**{**fields, name: make()})
+
+
+for opname, (dom, fields) in OPS.items():
+    for vname, mk in NOT_INTS.items():
+        for f in INT_FIELDS:
+            row(f"{opname}-{f}-{vname}", dom, _with(fields, f, mk), EFAULT)
+        for i in range(3):
+            row(f"{opname}-oid{i}-{vname}", dom,
+                _with(fields, "oid", lambda mk=mk, i=i: tuple(mk() if j == i else 0
+                                                              for j in range(3))), EFAULT)
+        for i in range(2):
+            row(f"{opname}-uuid{i}-{vname}", dom,
+                _with(fields, "uuid", lambda mk=mk, i=i: tuple(mk() if j == i else 0
+                                                               for j in range(2))), EFAULT)
+        row(f"{opname}-oid-whole-{vname}", dom, _with(fields, "oid", mk), EFAULT)
+        row(f"{opname}-uuid-whole-{vname}", dom, _with(fields, "uuid", mk), EFAULT)
+
+
 def _ids():
     return [p.id for p in ROWS]
 
@@ -344,8 +429,11 @@ assert len(set(_ids())) == len(ROWS), "duplicate row ids"
 def _copy_if_mutable(x):
     if isinstance(x, bytearray):
         return bytes(x)
-    if isinstance(x, memoryview) and not x.readonly:
-        return x.tobytes()
+    try:
+        if isinstance(x, memoryview) and not x.readonly:
+            return x.tobytes()
+    except ValueError:                          # a released view: nothing to compare
+        pass
     return None
 
 
@@ -380,6 +468,7 @@ def test_bad_input(setup, domid, make, rc):
             f"returned {abi.rc_name(got)}, want {abi.rc_name(rc)}"
         host.check()
         assert_no_locks_held(host)
+        assert locks.held_locks() == [], f"this thread still holds {locks.held_locks()}"
         after = snapshot(host)
         assert after == before, f"stored state changed: {diff(before, after)}"
         if page_before is not None:

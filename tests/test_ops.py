@@ -325,14 +325,29 @@ def test_failed_dup_put_keeps_the_objects_other_pages():
     assert get(h, 1, p, A, 1) == (1, cpage(2))
 
 
-@pytest.mark.parametrize("bad", [b"x" * 4095, None], ids=["short", "none"])
+def _released_view():
+    m = memoryview(bytearray(4096))
+    m.release()
+    return m
+
+
+def _closed_mmap():
+    import mmap
+    m = mmap.mmap(-1, 4096)
+    m.close()
+    return m
+
+
+@pytest.mark.parametrize("bad", [lambda: b"x" * 4095, lambda: None, _released_view, _closed_mmap,
+                                 lambda: np.zeros(512, dtype="datetime64[s]")],
+                         ids=["short", "none", "released-view", "closed-mmap", "datetime64"])
 def test_dup_put_with_bad_frame_leaves_no_old_data(host, bad):
     """facts §3.5: a failed dup put removes the old page and returns the copy error
     (put-put-get coherency: a dup put may never fail leaving the old data readable)."""
     e = new_pool(host, 1)
     put(host, 1, e, A, 0, page(1))
     put(host, 1, e, A, 1, page(2))
-    rc = put(host, 1, e, A, 0, bad)
+    rc = put(host, 1, e, A, 0, bad())              # helpers.put also checks no lock is held
     assert rc == EFAULT
     assert get(host, 1, e, A, 0)[0] == 0                   # old data must not be readable
 

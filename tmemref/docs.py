@@ -1286,6 +1286,23 @@ def _demo_codec() -> List[Tuple[str, str]]:
     return out
 
 
+def _demo_lock_scheme() -> List[Tuple[str, str]]:
+    from .viz.scenes import trace_locks
+    out = []
+    for setting in ("doc", "xen-4.5"):
+        host = Host(pages=ORACLE_PAGES, lock_scheme=setting)
+        host.create_domain(1, pages=16)
+        ops = TmemOps(host, 1)
+        pool = ops.new_pool()
+        with trace_locks() as events:
+            ops.put_page(pool, (1, 0, 0), 0, page_of(1))
+        host.check()
+        taken = [e.op for e in events if e.name == "tmem_rwlock" and e.op.endswith("lock")]
+        out.append((f'lock_scheme="{setting}"',
+                    f"a put takes tmem_rwlock: {', '.join(taken)}"))
+    return out
+
+
 #: For every ``Host`` keyword argument a fidelity note names: a live run under two settings,
 #: returning ``[(setting, what happened), (setting, what happened)]``.
 OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
@@ -1294,6 +1311,7 @@ OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
     "min_free_pages": _demo_min_free_pages,
     "evict_budget": _demo_evict_budget,
     "codec": _demo_codec,
+    "lock_scheme": _demo_lock_scheme,
 }
 
 

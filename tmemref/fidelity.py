@@ -69,17 +69,27 @@ NOTES = (
          "The old copy is flushed (pt and pd count it); a refused put of a new page still "
          "moves no pool counter."),
     Note("tmem_rwlock on page operations", "version",
-         "The doc (<= 4.3): page operations hold it for reading, invasive ones for writing. 4.5+ "
-         "takes it for writing first and downgrades after validating the pool.",
-         "The documented scheme."),
+         "The doc (<= 4.3): page operations hold it for reading, invasive ones (pool creation, "
+         "control) for writing. 4.5+ (commit b214115f09) takes it for writing on every call, "
+         "validates the pool, then write_unlock + read_lock: between the two a DESTROY_POOL "
+         "from another vCPU can free the pool the put then uses.",
+         "The documented scheme: page operations hold it for reading across the whole call, "
+         "the client and pool lookups included (a dying domain's calls get -ENODEV). "
+         "Host(lock_scheme=\"xen-4.5\") takes it for writing first as 4.5+ did, then looks "
+         "the pool up again under the read lock (closing the window Xen left open).",
+         'Host(lock_scheme="xen-4.5")'),
     Note("A bad guest frame", "choice",
-         "Xen copies the page late: a bad frame in a duplicate put flushes the old data (put-put-"
-         "get coherence); a bad frame in a new put is found after the descriptor was allocated "
-         "and undone; in a private ephemeral get it leaks the already-unlinked descriptor.",
-         "Duplicate put: the old data is flushed, -EFAULT (coherence wins). New put: the frame "
-         "is checked before anything is allocated, -EFAULT, nothing changes. Get: the buffer "
-         "is checked on a hit before anything changes (a miss returns 0 whatever the buffer). "
-         "A TmemOp whose values no C struct could hold is -EFAULT."),
+         "Xen copies the page late, under the object lock: a bad frame in a duplicate put "
+         "flushes the old data (put-put-get coherence); a bad frame in a new put is found after "
+         "the descriptor was allocated and undone; in a private ephemeral get it leaks the "
+         "already-unlinked descriptor.",
+         "The op is copied once on entry, as copy_from_guest does, and the guest frame with it: "
+         "a put's page is read whole before any lock is taken, a get's buffer is pinned (a "
+         "released memoryview, closed mmap, or array of non-numbers is refused). Duplicate put "
+         "with an unreadable frame: the old data is flushed, -EFAULT (coherence wins). New put: "
+         "-EFAULT, nothing changes. Get: -EFAULT before anything changes (a miss returns 0 "
+         "whatever the buffer). A TmemOp whose values no C struct could hold (anything but an "
+         "exact int in a number field) is -EFAULT."),
     Note("last_client of a shared object on put", "choice",
          "Xen's put records the pool *owner's* id; its get records the caller's.",
          "Both record the caller, so 'a sharer's destroy removes the objects it touched last' "

@@ -87,6 +87,10 @@ class Host:
     * ``quota_rule`` — ``"doc"`` (default): a weighted client whose share of ephemeral pages
       *exceeds* its weight's share is evicted from its own list, as tmem-internals.html says;
       ``"xen"``: Xen's code, whose formula is the inverse;
+    * ``lock_scheme`` — ``"doc"`` (default): ``tmem_rwlock`` is taken for reading by page
+      operations and for writing by invasive ones, as tmem-internals.html describes (Xen
+      <= 4.3); ``"xen-4.5"``: every hypercall first takes it for writing and, for a page
+      operation, drops it for the read lock once the pool is validated (Xen 4.5 and later);
     * ``min_free_pages`` — the free-memory guard of ``tmem_ensure_avail_pages`` (1 MB = 256);
     * ``evict_budget`` — failed evictions a put tolerates before -ENOMEM (10);
     * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
@@ -103,11 +107,14 @@ class Host:
     def __init__(self, pages: int = 4096, *, compress: bool = False, dedup: bool = False,
                  tze: bool = False, shared_auth: bool = True, quota_rule: str = "doc",
                  min_free_pages: int = 256, evict_budget: int = 10, dom0_pages: int = 0,
-                 dom0_max_pages: int | None = None, codec=None, clock=None):
+                 dom0_max_pages: int | None = None, codec=None, clock=None,
+                 lock_scheme: str = "doc"):
         if dedup or tze:
             raise NotImplementedError("tmem_dedup/tmem_tze are not modelled yet")
         if quota_rule not in ("doc", "xen"):
             raise ValueError("quota_rule must be 'doc' or 'xen'")
+        if lock_scheme not in ("doc", "xen-4.5"):
+            raise ValueError("lock_scheme must be 'doc' or 'xen-4.5'")
         for name, value in (("pages", pages), ("min_free_pages", min_free_pages),
                             ("evict_budget", evict_budget), ("dom0_pages", dom0_pages)):
             _check_count(name, value)
@@ -124,6 +131,7 @@ class Host:
         self.shared_auth = bool(shared_auth)         # auth needed to join shared pools
         self.global_shared_auth = False              # TMEM_AUTH(all, 1): everyone authorised
         self.quota_rule = quota_rule                 # "doc" or "xen" (client_over_quota)
+        self.lock_scheme = lock_scheme               # "doc" (<= 4.3) or "xen-4.5" (see above)
         self.min_free_pages = min_free_pages         # ensure_avail guard (1 MB)
         self.evict_budget = evict_budget             # failed evictions tolerated per put
         self.codec = codec or ZlibCodec()            # compressor (Xen: LZO1X-1)
@@ -306,7 +314,10 @@ class Host:
             data = copy_page_in(page)          # the guest frame, read once (None: unreadable)
         elif cmd == GET:
             data = page_out_view(page)         # a view that pins the guest buffer (None: bad)
-        if dom.client is None:
+        if dom.client is None or self.lock_scheme == "xen-4.5":
+            # Xen 4.5+ takes the lock for writing on every call, validates, then drops it and
+            # takes it for reading; the documented scheme needs writing only to create the
+            # client. Either way the lookup is (re)done under the read lock below.
             with self.tmem_rwlock_w():
                 if self._caller_alive(dom) and dom.client is None:
                     self._client_create(dom)
@@ -1087,23 +1098,33 @@ def copy_page_in(page):
         return page if len(page) == PAGE_SIZE else None
     try:
         with memoryview(page) as m:
-            if m.nbytes != PAGE_SIZE or not m.c_contiguous:
+            if m.nbytes != PAGE_SIZE or not m.c_contiguous or not _plain(m.format):
                 return None
             return m.tobytes()
     except Exception:
         return None
 
 
-def page_out_view(buf):
-    """A get's guest frame: a flat writable view of exactly 4096 bytes, or None. The view pins
-    the buffer (a bytearray cannot be resized, a memoryview released or an mmap closed while
-    it exists), so the copy out cannot fail half way. Never raises."""
+def _plain(fmt: str) -> bool:
+    """A buffer of plain numbers (bytes, ints, floats), not of pointers or Python objects:
+    only such memory may be read or written as a page of bytes."""
+    return fmt.lstrip("@=<>!") in _PLAIN_FORMATS
+
+
+_PLAIN_FORMATS = frozenset("bBhHiIlLqQnNefd?c")
+
+
+def page_out_view(buf, size=PAGE_SIZE):
+    """A get's guest frame: a flat writable view of exactly ``size`` bytes (None: any size),
+    or None. The view pins the buffer (a bytearray cannot be resized, a memoryview released
+    or an mmap closed while it exists), so the copy out cannot fail half way. Never raises."""
     try:
         m = memoryview(buf)
     except Exception:
         return None
     try:
-        if m.nbytes == PAGE_SIZE and not m.readonly and m.c_contiguous:
+        if (size is None or m.nbytes == size) and not m.readonly and m.c_contiguous \
+                and _plain(m.format):
             return m.cast("B") if m.format != "B" or m.ndim != 1 else m
     except Exception:
         pass

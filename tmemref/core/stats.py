@@ -118,15 +118,14 @@ def tmemc_list_into(host, cli_id, buf, buflen, use_long) -> int:
     """TMEMC_LIST into a guest buffer: 0, -1 for an unknown client, -EFAULT for no buffer."""
     if host.clients.get(cli_id) is None and cli_id != CLI_ALL:
         return -1
-    try:
-        m = memoryview(buf).cast("B")
-    except TypeError:
+    from .host import page_out_view
+    m = page_out_view(buf, None)
+    if m is None:                               # not a writable buffer of plain bytes
         return -errno.EFAULT
-    if m.readonly:
-        return -errno.EFAULT
-    limit = min(buflen, m.nbytes)
-    data = tmemc_list(host, cli_id, use_long, limit).encode("ascii")
-    m[:len(data)] = data
-    if len(data) < limit:
-        m[len(data)] = 0
+    with m:
+        limit = min(buflen, m.nbytes)
+        data = tmemc_list(host, cli_id, use_long, limit).encode("ascii")
+        m[:len(data)] = data
+        if len(data) < limit:
+            m[len(data)] = 0
     return 0

@@ -1,0 +1,363 @@
+"""Real threads on one Host: the lock protocol holds, nothing hangs, no lock leaks.
+
+* a stress run: 8 guest threads over 4 domains (ephemeral, persistent and shared pools) while
+  domain 0 freezes, lists, flushes, destroys and re-creates pools and whole domains; a
+  faulthandler deadline turns a hang into a failure that prints every thread's stack;
+* the races of the protocol, each forced deterministically with two threads: a put racing the
+  destruction of its pool, a call racing the destruction of its domain, a guest changing the op
+  while it is being served;
+* every way out of a hypercall releases every lock: exceptions are injected at each place a
+  lock is held, and afterwards no lock is held and the next call on the same object completes.
+"""
+from __future__ import annotations
+
+import faulthandler
+import random
+import sys
+import threading
+import time
+
+import pytest
+
+from tmemref import Host, TmemOp, abi
+from tmemref.core import evict
+from tmemref.core import host as host_mod
+from tmemref.ds.radix import RadixTree
+from tmemref.host import frames, locks
+
+from helpers import assert_no_locks_held, page
+
+PUT, GET, FLUSH, FLOBJ = (abi.TMEM_PUT_PAGE, abi.TMEM_GET_PAGE, abi.TMEM_FLUSH_PAGE,
+                          abi.TMEM_FLUSH_OBJECT)
+UUID = (0x51, 0x52)
+DEADLINE = 120          # seconds: a hang dumps every thread's stack and fails the run
+
+
+@pytest.fixture
+def deadline():
+    faulthandler.dump_traceback_later(DEADLINE, exit=True, file=sys.stderr)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _run_threads(targets, seconds_cap=60):
+    """Start one thread per callable; return the exceptions they raised (none expected)."""
+    errors = []
+
+    def wrap(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:          # noqa: BLE001 — reported below
+                errors.append((threading.current_thread().name, e))
+        return run
+
+    threads = [threading.Thread(target=wrap(t), name=f"t{i}") for i, t in enumerate(targets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds_cap)
+        assert not t.is_alive(), f"{t.name} still running after {seconds_cap} s (a hang?)"
+    return errors
+
+
+# ================================================================================================
+# stress
+# ================================================================================================
+GUEST_DOMS = (1, 2, 3, 4)
+VICTIMS = (3, 4)                 # domains domain 0 destroys and re-creates during the run
+
+
+def _guest_loop(host, domid, seed, stop, stats):
+    """Random page and pool operations from one vCPU of ``domid``. The domain may be destroyed
+    under it (VICTIMS): a call for a domain that no longer exists raises ValueError by design
+    (no such caller exists in Xen), so that one exception is expected and counted."""
+    rng = random.Random(seed)
+    pages = [page(seed * 100 + i) for i in range(8)]
+    buf = bytearray(4096)
+    while not stop.is_set():
+        try:
+            r = rng.random()
+            pool_id = rng.randrange(4)
+            oid = (rng.randrange(6), 0, 0)
+            index = rng.randrange(48)
+            if r < 0.45:
+                op = TmemOp(cmd=PUT, pool_id=pool_id, oid=oid, index=index,
+                            page=pages[rng.randrange(8)])
+            elif r < 0.75:
+                op = TmemOp(cmd=GET, pool_id=pool_id, oid=oid, index=index, page=buf)
+            elif r < 0.85:
+                op = TmemOp(cmd=FLUSH, pool_id=pool_id, oid=oid, index=index)
+            elif r < 0.90:
+                op = TmemOp(cmd=FLOBJ, pool_id=pool_id, oid=oid)
+            elif r < 0.95:
+                kind = rng.randrange(3)
+                op = TmemOp(cmd=abi.TMEM_NEW_POOL, uuid=UUID,
+                            flags=abi.pool_flags(persist=kind == 1, shared=kind == 2))
+            else:
+                op = TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pool_id)
+            rc = host.do_tmem_op(domid, op)
+            assert type(rc) is int
+            stats["calls"] += 1
+        except ValueError:
+            if domid not in VICTIMS:
+                raise
+            stats["gone"] += 1
+            time.sleep(0.001)
+
+
+def _dom0_loop(host, seed, stop, stats):
+    rng = random.Random(seed)
+    out = bytearray(32768)
+    while not stop.is_set():
+        r = rng.random()
+        if r < 0.3:
+            victim = rng.choice(VICTIMS)
+            if victim in host.mem.domains:
+                host.destroy_domain(victim)
+            else:
+                host.create_domain(victim, pages=8, max_pages=200)
+                stats["recreated"] += 1
+        elif r < 0.5:
+            sub = rng.choice((abi.TMEMC_FREEZE, abi.TMEMC_THAW, abi.TMEMC_THAW))
+            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=sub,
+                                      cli_id=rng.choice(GUEST_DOMS)))
+        elif r < 0.65:
+            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_LIST,
+                                      cli_id=abi.TMEM_CLI_ID_NULL, arg1=len(out), arg2=1, buf=out))
+        elif r < 0.75:
+            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FLUSH,
+                                      cli_id=abi.TMEM_CLI_ID_NULL, arg1=64))
+        else:
+            d = rng.choice(GUEST_DOMS)
+            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=d, flags=1, uuid=UUID))
+        time.sleep(0.002)
+    for victim in VICTIMS:                     # leave every victim alive for the final check
+        if victim not in host.mem.domains:
+            host.create_domain(victim, pages=8, max_pages=200)
+
+
+@pytest.mark.parametrize("scheme", ["doc", "xen-4.5"])
+def test_stress_eight_threads_with_domain_0_destroying(deadline, scheme):
+    host = Host(pages=700, lock_scheme=scheme)
+    for d in GUEST_DOMS:
+        host.create_domain(d, pages=8, max_pages=200)
+        assert host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=d, flags=1, uuid=UUID)) == 1
+    stop = threading.Event()
+    stats = {"calls": 0, "gone": 0, "recreated": 0}
+    guests = [lambda d=d, s=s: _guest_loop(host, d, 10 * d + s, stop, stats)
+              for d in GUEST_DOMS for s in range(2)]
+    timer = threading.Timer(3.0, stop.set)
+    timer.start()
+    errors = _run_threads(guests + [lambda: _dom0_loop(host, 7, stop, stats)])
+    timer.cancel()
+    assert errors == [], f"exceptions in threads: {errors[:3]}"
+    assert stats["calls"] > 1000 and stats["recreated"] > 0, stats
+    host.check()
+    assert_no_locks_held(host)
+
+
+# ================================================================================================
+# the races, forced
+# ================================================================================================
+class Gate:
+    """Park a thread at a chosen point until the test lets it go."""
+
+    def __init__(self):
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def park(self):
+        self.reached.set()
+        assert self.go.wait(10), "gate never opened"
+
+
+def test_put_racing_destroy_pool_of_the_same_domain():
+    """Another vCPU destroys the pool while a put is between its validation and the pool
+    lookup: the put must not land in the dead pool (Xen: the pool is read under tmem_rwlock)."""
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=100)
+    pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
+    gate = Gate()
+    real = host_mod.copy_page_in
+
+    def slow_copy(p):                          # the put parks after copying the op in
+        data = real(p)
+        if threading.current_thread().name == "putter":
+            gate.park()
+        return data
+
+    rcs = {}
+    host_mod.copy_page_in = slow_copy
+    try:
+        t = threading.Thread(name="putter", target=lambda: rcs.setdefault("put", host.do_tmem_op(
+            1, TmemOp(cmd=PUT, pool_id=pid, oid=(1, 0, 0), index=0, page=page(1)))))
+        t.start()
+        assert gate.reached.wait(10)
+        assert host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pid)) == 1
+        gate.go.set()
+        t.join(10)
+    finally:
+        host_mod.copy_page_in = real
+    assert rcs["put"] == -19                   # -ENODEV: the pool is gone
+    assert host.global_pgp_count == 0 and host.mem.freeable_page_count == 0
+    host.check()
+
+
+def test_call_racing_destroy_domain():
+    """The domain dies while its hypercall waits: -ENODEV, nothing stored, nothing billed."""
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=100)
+    pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags(persist=True)))
+    gate = Gate()
+    real = host_mod.copy_page_in
+
+    def slow_copy(p):
+        data = real(p)
+        if threading.current_thread().name == "putter":
+            gate.park()
+        return data
+
+    rcs = {}
+    host_mod.copy_page_in = slow_copy
+    try:
+        t = threading.Thread(name="putter", target=lambda: rcs.setdefault("put", host.do_tmem_op(
+            1, TmemOp(cmd=PUT, pool_id=pid, oid=(1, 0, 0), index=0, page=page(1)))))
+        t.start()
+        assert gate.reached.wait(10)
+        host.destroy_domain(1)
+        host.create_domain(1, pages=8, max_pages=100)      # a new domain with the same id
+        gate.go.set()
+        t.join(10)
+    finally:
+        host_mod.copy_page_in = real
+    assert rcs["put"] == -19
+    assert host.clients.get(1) is None and host.global_pgp_count == 0
+    assert host.mem.domains[1].tot_pages == 8
+    host.check()
+
+
+def test_op_changed_while_served_is_read_once():
+    """A guest thread rewrites the op's index (to an invalid value) while the hypercall runs:
+    the copy taken on entry is what is served."""
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=100)
+    pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
+    op = TmemOp(cmd=PUT, pool_id=pid, oid=(1, 0, 0), index=5, page=page(1))
+    real = host_mod.copy_page_in
+
+    def meddle(p):
+        op.index = -1                          # no u32 index; read again, it would raise
+        op.oid = "not an oid"
+        return real(p)
+
+    host_mod.copy_page_in = meddle
+    try:
+        assert host.do_tmem_op(1, op) == 1
+    finally:
+        host_mod.copy_page_in = real
+    buf = bytearray(4096)
+    assert host.do_tmem_op(1, TmemOp(cmd=GET, pool_id=pid, oid=(1, 0, 0), index=5,
+                                     page=buf)) == 1 and bytes(buf) == page(1)
+    host.check()
+    assert_no_locks_held(host)
+
+
+# ================================================================================================
+# every way out releases every lock
+# ================================================================================================
+class Boom(Exception):
+    pass
+
+
+def _boom(*a, **k):
+    raise Boom("injected")
+
+
+def _std_host():
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=300)
+    host.create_domain(2, pages=8, max_pages=300)
+    assert host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=1, flags=1, uuid=UUID)) == 1
+    assert host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=2, flags=1, uuid=UUID)) == 1
+    pools = {}
+    for kind, flags in (("eph", abi.pool_flags()), ("pers", abi.pool_flags(persist=True)),
+                        ("shared", abi.pool_flags(shared=True))):
+        pools[kind] = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=flags, uuid=UUID))
+        for i in range(3):
+            assert host.do_tmem_op(1, TmemOp(cmd=PUT, pool_id=pools[kind], oid=(1, 0, 0),
+                                             index=i, page=page(i))) == 1
+    return host, pools
+
+
+#: (name, what to patch, the op that reaches it)
+INJECTIONS = [
+    ("store data", (host_mod.Host, "_pgp_store"), "put-new"),
+    ("enlist", (host_mod.Host, "_pgp_enlist"), "put-new"),
+    ("radix insert", (RadixTree, "insert"), "put-new"),
+    ("object insert (pool write lock)", (host_mod.Obj, "__init__"), "put-new-object"),
+    ("dup put overwrite", (host_mod.Host, "_dup_put"), "put-dup"),
+    ("copy out", (host_mod.Host, "_pgp_remove"), "get-private"),
+    ("lists move (shared get)", (host_mod, "list_move_tail"), "get-shared"),
+    ("free data", (host_mod.Host, "_pgp_free_data"), "flush"),
+    ("object destroy (pool write lock)", (host_mod.Host, "_obj_destroy"), "flush-object"),
+    ("eviction under the guard", (host_mod.Host, "now"), "evict"),
+    ("page list", (frames.HostMemory, "_page_list_put"), "flush"),
+    ("control (LIST)", (host_mod.stats, "tmemc_list"), "list"),
+    ("pool destroy (pool write lock)", (host_mod.Host, "_obj_destroy"), "destroy-pool"),
+]
+
+
+def _op(kind, pools):
+    e, p, s = pools["eph"], pools["pers"], pools["shared"]
+    return {
+        "put-new": (1, TmemOp(cmd=PUT, pool_id=p, oid=(1, 0, 0), index=7, page=page(7))),
+        "put-new-object": (1, TmemOp(cmd=PUT, pool_id=e, oid=(9, 0, 0), index=0, page=page(7))),
+        "put-dup": (1, TmemOp(cmd=PUT, pool_id=e, oid=(1, 0, 0), index=0, page=page(8))),
+        "get-private": (1, TmemOp(cmd=GET, pool_id=e, oid=(1, 0, 0), index=1,
+                                  page=bytearray(4096))),
+        "get-shared": (1, TmemOp(cmd=GET, pool_id=s, oid=(1, 0, 0), index=1,
+                                 page=bytearray(4096))),
+        "flush": (1, TmemOp(cmd=FLUSH, pool_id=e, oid=(1, 0, 0), index=2)),
+        "flush-object": (1, TmemOp(cmd=FLOBJ, pool_id=e, oid=(1, 0, 0))),
+        "list": (0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_LIST, arg1=4096,
+                           buf=bytearray(4096))),
+        "destroy-pool": (1, TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=e)),
+    }[kind]
+
+
+@pytest.mark.parametrize("name,target,kind", INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_an_escaping_exception_releases_every_lock(deadline, monkeypatch, name, target, kind):
+    host, pools = _std_host()
+    if kind == "evict":                         # fill memory so the guard has to evict
+        free = host.mem.free_pages
+        for i in range(free - host.min_free_pages + 5):
+            host.do_tmem_op(1, TmemOp(cmd=PUT, pool_id=pools["eph"], oid=(5, 0, 0), index=i,
+                                      page=page(i)))
+        dom, op = 1, TmemOp(cmd=PUT, pool_id=pools["eph"], oid=(6, 0, 0), index=0,
+                            page=page(1))
+    else:
+        dom, op = _op(kind, pools)
+    monkeypatch.setattr(*target, _boom)
+    with pytest.raises(Boom):
+        host.do_tmem_op(dom, op)
+    monkeypatch.undo()
+    assert locks.held_locks() == [], f"still held by this thread: {locks.held_locks()}"
+    assert_no_locks_held(host)
+    # the next operation on the same object, from another thread, completes
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (host.do_tmem_op(1, TmemOp(
+        cmd=FLUSH, pool_id=pools["eph"], oid=(1, 0, 0), index=0)), done.set()))
+    t.start()
+    t.join(10)
+    assert done.is_set(), "the next call on the object hung: a lock leaked"
+
+
+def test_evict_releases_its_locks_when_freeing_raises(monkeypatch):
+    host, pools = _std_host()
+    monkeypatch.setattr(host_mod.Host, "_pgp_free_data", _boom)
+    with pytest.raises(Boom):
+        evict.tmem_evict(host, None)
+    monkeypatch.undo()
+    assert locks.held_locks() == []
+    assert_no_locks_held(host)
