@@ -402,7 +402,7 @@ def test_failed_dup_put_flushes_and_counts_pd():
     assert {k: s["P", 1, P][k] for k in ("pt", "ps", "pd", "pr", "px", "Pc")} == \
         {"pt": 2, "ps": 1, "pd": 1, "pr": 0, "px": 0, "Pc": 0}
     assert {k: s["C", 1][k] for k in ("cp", "cb", "cn", "Pp")} == \
-        {"cp": 0, "cb": 0, "cn": 1, "Pp": 1}
+        {"cp": 0, "cb": 0, "cn": 0, "Pp": 1}    # a dup put never counts compress_poor
     assert s["G"]["Pf"] == 1                                # the whole frame it could not have
     assert get(host, 1, P, (1, 0, 0), 0)[0] == -abi.EEMPTY  # never the old data
 

@@ -1303,6 +1303,23 @@ def _demo_lock_scheme() -> List[Tuple[str, str]]:
     return out
 
 
+def _demo_tze_match() -> List[Tuple[str, str]]:
+    out = []
+    data = b"tail" * 32 + bytes(PAGE - 128)
+    for setting in ("doc", "xen"):
+        host = Host(pages=ORACLE_PAGES, dedup=True, tze=True, tze_match=setting)
+        host.create_domain(1, pages=16)
+        ops = TmemOps(host, 1)
+        pool = ops.new_pool()
+        for i in range(3):
+            ops.put_page(pool, (1, 0, 0), i, data)
+        host.check()
+        out.append((f'tze_match="{setting}"',
+                    f"three puts of one 128-byte page: {host.global_pcd_count} content "
+                    f"descriptor(s), {host.deduped_puts} deduplicated puts (Gd)"))
+    return out
+
+
 #: For every ``Host`` keyword argument a fidelity note names: a live run under two settings,
 #: returning ``[(setting, what happened), (setting, what happened)]``.
 OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
@@ -1312,6 +1329,7 @@ OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
     "evict_budget": _demo_evict_budget,
     "codec": _demo_codec,
     "lock_scheme": _demo_lock_scheme,
+    "tze_match": _demo_tze_match,
 }
 
 
@@ -1492,6 +1510,17 @@ def _raises(fn: Callable[[], object], exc) -> bool:
     return False
 
 
+def _dedup_shares_pages() -> bool:
+    host = Host(pages=ORACLE_PAGES, dedup=True, tze=True)
+    data = b"tmem" * 16 + bytes(PAGE - 64)
+    for d in (1, 2):
+        host.create_domain(d, pages=16)
+        ops = TmemOps(host, d)
+        ops.put_page(ops.new_pool(), (1, 0, 0), 0, data)
+    host.check()
+    return (host.global_pcd_count, host.deduped_puts, host.pcd_tot_tze_size) == (1, 1, 64)
+
+
 def _creator_on_sharelist() -> bool:
     host = _two_shared_pools()
     return all(s["SC"] == [1] for s in parse_list(host.list_stats())["shared"])
@@ -1531,10 +1560,9 @@ VERSION_HISTORY: Tuple[VersionRow, ...] = (
                                         flags=abi.pool_flags(version=0))) == -errno.EPERM),
     VersionRow("4.0.2 / 4.1", "ABI v1: object ids become 3 x 64 bits; dedup and trailing-zero "
                               "elimination added.", "de48582a2c, 38c433d0c7",
-               "3 x 64-bit object ids; Host(dedup=True) and Host(tze=True) raise "
-               "NotImplementedError.",
-               lambda: _raises(lambda: Host(pages=ORACLE_PAGES, dedup=True), NotImplementedError)
-               and _raises(lambda: Host(pages=ORACLE_PAGES, tze=True), NotImplementedError)),
+               "3 x 64-bit object ids; Host(dedup=True, tze=True): two domains putting the "
+               "same page share one content descriptor, kept without its trailing zeros.",
+               _dedup_shares_pages),
     VersionRow("4.2.1 / 4.3", "XSA-15 hardening: control operations from privileged domains "
                               "only.", "998f42b36c, 60172eff1e",
                "TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW from a guest: -EPERM.",

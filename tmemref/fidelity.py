@@ -106,9 +106,24 @@ NOTES = (
          "LZO1X-1; a page is kept compressed iff 0 < size < 4064 bytes.",
          "Same threshold, but zlib level 1 by default (stdlib); any codec can be plugged in.",
          "Host(codec=...)"),
-    Note("Deduplication and trailing-zero elimination", "not modelled yet",
-         "4.1-4.7: pcds in 256 trees keyed by first byte, second-chance eviction, tze.",
-         "Host(dedup=True) or Host(tze=True) raises NotImplementedError."),
+    Note("Finding a page that trailing-zero elimination shrank", "code vs doc",
+         "tmem-internals.html: tze is applied to dedup'ed pages, so a later put of the same "
+         "content shares the shrunk copy. pcd_associate() (4.1-4.7) tests 'tree entry shorter "
+         "than a page: greater' before its tze comparison, so a tze-shrunk pcd is never "
+         "matched and every such put makes a new one.",
+         "The documented intent: shrunk pages are found like any other (keys compare length, "
+         "then the 64-bit words).", 'Host(tze_match="xen")'),
+    Note("Second chance and the eviction walk", "version",
+         "4.3 walks the LRU list with list_for_each_entry_safe, so after sending a shared page "
+         "back to the young end it goes on with the next page; 4.5-4.7 use the plain iterator, "
+         "so the walk stops there and that eviction attempt fails.",
+         "4.3's walk (the doc's era): the scan goes on, and meets the page again at the young "
+         "end, now marked eviction-attempted."),
+    Note("Compression on a duplicate put", "code vs doc",
+         "do_tmem_dup_put() recompresses only when the client compresses and the old copy was "
+         "compressed; an uncompressed old copy is replaced by a whole page, even with "
+         "compression on. compress_poor and compress_nomem are counted on new puts only.",
+         "The same."),
     Note("Save / restore / live migration sub-ops", "not modelled yet",
          "TMEMC_SAVE_* and TMEMC_RESTORE_* (<= 4.7 numbering).", "They return -EOPNOTSUPP."),
     Note("T= timing line in LIST", "version",

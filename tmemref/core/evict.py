@@ -8,6 +8,11 @@ locks in the opposite order could deadlock, so the walk only ever *tries* the lo
 
 * ``SKIP_DYING``   the page's pool is being destroyed;
 * ``SKIP_OBJ_BUSY`` another CPU holds the page's object lock;
+* ``SKIP_PCD_BUSY`` (dedup) another CPU holds the tree lock of the page's content;
+* ``SECOND_CHANCE`` (dedup) the page's content is shared with another page and this page was
+  never sent back before: it is marked *eviction attempted* and moved to the young end of both
+  lists; when it reaches the old end again it goes. Only the pgp goes: the content stays while
+  another pgp uses it;
 * ``SKIP_POOL_BUSY`` the page is its object's last, so the object will be freed, which needs the
   pool lock for writing, and that lock is busy.
 
@@ -18,7 +23,7 @@ Persistent pages are never on these lists, so they are never evicted.
 """
 from __future__ import annotations
 
-from ..ds.dlist import list_del, list_iter
+from ..ds.dlist import list_del, list_iter, list_move_tail
 from ..host.alloc import SIZEOF
 from .obj import pgp_forget
 
@@ -27,7 +32,9 @@ SIZEOF_PGP = SIZEOF["pgp"]
 SKIP_DYING = "pool dying"
 SKIP_OBJ_BUSY = "object locked"
 SKIP_POOL_BUSY = "last page, pool lock busy"
-SKIPS = (SKIP_DYING, SKIP_OBJ_BUSY, SKIP_POOL_BUSY)
+SKIP_PCD_BUSY = "content tree locked"
+SECOND_CHANCE = "second chance"
+SKIPS = (SKIP_DYING, SKIP_OBJ_BUSY, SKIP_PCD_BUSY, SECOND_CHANCE, SKIP_POOL_BUSY)
 
 
 def client_over_quota(host, client) -> bool:
@@ -64,7 +71,8 @@ def tmem_evict(host, client, trace=None) -> int:
             head = client.eph_list
         else:
             head = host.eph_list
-        victim = pool_locked = None
+        victim = pool_locked = pcd_lock = None
+        pcds = host.pcd
         for node in list_iter(head):
             pgp = node.owner
             obj = pgp.obj
@@ -77,6 +85,25 @@ def tmem_evict(host, client, trace=None) -> int:
                 if trace is not None:
                     trace(pgp, SKIP_OBJ_BUSY)
                 continue
+            if pcds is not None:
+                pcd = pgp.data
+                pcd_lock = pcds.locks[pcd.firstbyte]
+                if not pcd_lock.write_trylock():
+                    pcd_lock = None
+                    obj.lock.release()
+                    if trace is not None:
+                        trace(pgp, SKIP_PCD_BUSY)
+                    continue
+                if pcd.ref_count > 1 and not pgp.eviction_attempted:
+                    pgp.eviction_attempted = True
+                    list_move_tail(pgp.link_a, host.eph_list)
+                    list_move_tail(pgp.link_b, pool.client.eph_list)
+                    pcd_lock.write_unlock()
+                    pcd_lock = None
+                    obj.lock.release()
+                    if trace is not None:
+                        trace(pgp, SECOND_CHANCE)
+                    continue
             if obj.pgp_count > 1:               # the object survives: its lock is enough
                 victim = pgp
                 break
@@ -84,6 +111,9 @@ def tmem_evict(host, client, trace=None) -> int:
                 victim = pgp
                 pool_locked = True
                 break
+            if pcd_lock is not None:
+                pcd_lock.write_unlock()
+                pcd_lock = None
             obj.lock.release()
             if trace is not None:
                 trace(pgp, SKIP_POOL_BUSY)
@@ -101,7 +131,8 @@ def tmem_evict(host, client, trace=None) -> int:
         obj.pgp_count -= 1
         if obj.tree.node_count != obj.objnode_count:
             host._objnodes_changed(obj)
-        host._pgp_free_data(pgp, pool)
+        locked, pcd_lock = pcd_lock is not None, None   # handed to the pcd layer, which
+        host._pgp_free_data(pgp, pool, pcd_locked=locked)  # releases it on every path
         pool.mempool.free(SIZEOF_PGP)
         life = host.now() - pgp.timestamp
         pool.sum_life_cycles += life
@@ -113,6 +144,8 @@ def tmem_evict(host, client, trace=None) -> int:
         if obj.pgp_count == 0:
             host._obj_free(obj, pool_locked=True)
     finally:
+        if pcd_lock is not None:
+            pcd_lock.write_unlock()
         if pool_locked:
             pool.lock.write_unlock()
         obj.lock.release()

@@ -37,6 +37,7 @@ from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS, yield_point
 from . import control, evict, stats
 from .client import Client, MAX_POOLS_PER_DOMAIN
 from .obj import Obj, Pgp, SIZE_RAW, pgp_forget
+from .pcd import Pcd, PcdLayer
 from .pool import Pool
 
 ENOMEM, ENODEV, EPERM, ENOSPC, EFAULT, EINVAL, ENOSYS = (
@@ -80,8 +81,14 @@ class Host:
 
     * ``pages`` — frames of host memory (4 KiB each) for guests and tmem alike;
     * ``compress`` — Xen's ``tmem_compress``: new clients compress their pages;
-    * ``dedup``, ``tze`` — Xen's ``tmem_dedup``/``tmem_tze`` (not modelled yet: ``True`` raises
-      ``NotImplementedError`` rather than pretend);
+    * ``dedup`` — Xen's ``tmem_dedup``: ephemeral pages with the same content, in any pools of
+      any clients, share one copy (:mod:`tmemref.core.pcd`); compression is then global (the
+      boot option) and ``TMEMC_SET_COMPRESS`` is refused;
+    * ``tze`` — Xen's ``tmem_tze``: dedup'ed pages are kept without their trailing zeros (an
+      all-zero page costs nothing). Like Xen it acts only through dedup, and is switched off at
+      boot when compression and dedup are both on ("not compatible");
+    * ``tze_match`` — ``"doc"`` (default): a later put of the same content finds a page that
+      tze shrank, as the doc intends; ``"xen"``: it never does, as in Xen's code;
     * ``shared_auth`` — joining a shared pool needs ``TMEM_AUTH`` by a privileged domain (else the
       guest silently gets a private pool), as Xen 4.9+ required;
     * ``quota_rule`` — ``"doc"`` (default): a weighted client whose share of ephemeral pages
@@ -108,9 +115,9 @@ class Host:
                  tze: bool = False, shared_auth: bool = True, quota_rule: str = "doc",
                  min_free_pages: int = 256, evict_budget: int = 10, dom0_pages: int = 0,
                  dom0_max_pages: int | None = None, codec=None, clock=None,
-                 lock_scheme: str = "doc"):
-        if dedup or tze:
-            raise NotImplementedError("tmem_dedup/tmem_tze are not modelled yet")
+                 lock_scheme: str = "doc", tze_match: str = "doc"):
+        if tze_match not in ("doc", "xen"):
+            raise ValueError("tze_match must be 'doc' or 'xen'")
         if quota_rule not in ("doc", "xen"):
             raise ValueError("quota_rule must be 'doc' or 'xen'")
         if lock_scheme not in ("doc", "xen-4.5"):
@@ -126,8 +133,8 @@ class Host:
         self.mem = HostMemory(pages)                 # physical memory, heap, page list
         self.mem.relinquish = self._relinquish_page
         self.compress = bool(compress)               # boot option tmem_compress
-        self.dedup = False                           # boot option tmem_dedup
-        self.tze = False                             # boot option tmem_tze
+        self.dedup = bool(dedup)                     # boot option tmem_dedup
+        self.tze = bool(tze) and not (self.dedup and self.compress)  # tmem_tze ("not compatible")
         self.shared_auth = bool(shared_auth)         # auth needed to join shared pools
         self.global_shared_auth = False              # TMEM_AUTH(all, 1): everyone authorised
         self.quota_rule = quota_rule                 # "doc" or "xen" (client_over_quota)
@@ -145,6 +152,9 @@ class Host:
         self.shared_pools = [None] * MAX_GLOBAL_SHARED_POOLS
         self.client_weight_total = 0                 # sum of all clients' weights
         self.eph_mempool = MemPool(self.mem)         # global sub-page allocator ("tmem")
+        self.infra_pool = self.eph_mempool           # pcds and sharelists: no owner (pool NULL)
+        self.sizeof_pcd = SIZEOF["pcd"]
+        self.pcd = PcdLayer(self, self.tze, tze_match) if self.dedup else None  # dedup trees
         for name in GLOBAL_COUNTERS:
             setattr(self, name, 0)
         self.privileged = {0}                        # domains allowed control operations
@@ -579,51 +589,94 @@ class Host:
                 self.global_rtree_node_count_max = self.global_rtree_node_count
 
     # --- page descriptors -----------------------------------------------------------------------
-    def _pgp_store(self, pgp, pool, data) -> int:
-        """Put the guest's data into ``pgp``: compressed if the owner compresses and it pays,
-        else a whole frame (persistent: billed to the owner's domain). 1, or -ENOMEM."""
+    def _pgp_store(self, pgp, pool, data, try_compress: bool, count: bool) -> int:
+        """Put the guest's data into ``pgp`` (object lock held). 1, or -ENOMEM.
+
+        Compressed (``try_compress``) when the codec gives 0 < size < 4064 bytes (the largest
+        sub-page allocation), else a whole frame (persistent: billed to the owner's domain).
+        With dedup, an ephemeral page goes through the pcd layer (:mod:`tmemref.core.pcd`).
+        ``count``: a new put counts ``compress_poor``/``compress_nomem`` (a duplicate put
+        does not, as in Xen)."""
         client = pool.client
-        if client.compress:
+        pcds = self.pcd if not pool.persistent else None
+        if try_compress:
             c = self.codec.compress(data)
             if 0 < len(c) < MAX_ALLOC:
-                if not pool.mempool.alloc(len(c)):
-                    client.compress_nomem += 1
-                    self.alloc_failed += 1
+                if pcds is not None:
+                    ok = pcds.associate(pgp, pool, c, None, True) == 0
+                else:
+                    handle = self._data_alloc(pool, c)
+                    if ok := handle is not None:
+                        pgp.data = handle
+                if not ok:
+                    if count:
+                        client.compress_nomem += 1
                     return -ENOMEM
                 pgp.size = len(c)
-                pgp.data = c
                 client.compressed_pages += 1
                 client.compressed_sum_size += len(c)
                 return 1
-            client.compress_poor += 1
+            if count:
+                client.compress_poor += 1
         mem = self.mem
         f = mem.alloc_domain_page(client.domain) if pool.persistent else mem.alloc_tmem_page()
         if f is None:
             return -ENOMEM
         o = f << 12
         mem.bytes[o:o + PAGE_SIZE] = data
-        pgp.size = SIZE_RAW
-        pgp.data = f
         self.global_page_count += 1
         if self.global_page_count > self.global_page_count_max:
             self.global_page_count_max = self.global_page_count
+        pgp.size = SIZE_RAW
+        if pcds is not None:
+            if pcds.associate(pgp, pool, data, f, False) != 0:
+                self._free_data_frame(pool, f)
+                return -ENOMEM
+        else:
+            pgp.data = f
         return 1
 
-    def _pgp_free_data(self, pgp, pool) -> None:
-        """Xen: ``pgp_free_data`` — release a pgp's frame (onto tmem_page_list) or bytes."""
+    def _free_data_frame(self, pool, f) -> None:
+        """A frame of page data goes back (ephemeral: onto tmem_page_list; persistent: stolen
+        back from the owner's domain onto it)."""
+        if pool.persistent:
+            self.mem.free_domain_page(pool.client.domain, f)
+        else:
+            self.mem.free_tmem_page(f)
+        self.global_page_count -= 1
+
+    def _data_alloc(self, pool, payload):
+        """Sub-page data (compressed or tze-shrunk) from ``pool``'s allocator: a handle, or
+        None (counted in ``alloc_failed``)."""
+        if not pool.mempool.alloc(len(payload)):
+            self.alloc_failed += 1
+            return None
+        return bytes(payload)
+
+    def _data_read(self, handle, size):
+        """The ``size`` bytes of sub-page data ``handle``."""
+        return handle
+
+    def _data_free(self, pool, handle, size) -> None:
+        pool.mempool.free(size)
+
+    def _pgp_free_data(self, pgp, pool, pcd_locked: bool = False) -> None:
+        """Xen: ``pgp_free_data`` — release a pgp's data: its pcd (the data goes with the last
+        user), its compressed bytes, or its frame. ``pcd_locked``: the caller (eviction) holds
+        the pcd's tree lock, which the pcd layer then releases."""
         data = pgp.data
         if data is None:
             return
-        if pgp.size == SIZE_RAW:
-            if pool.persistent:
-                self.mem.free_domain_page(pool.client.domain, data)
-            else:
-                self.mem.free_tmem_page(data)
-            self.global_page_count -= 1
+        size = pgp.size
+        if type(data) is Pcd:
+            self.pcd.disassociate(pgp, pool, pcd_locked)
+        elif size == SIZE_RAW:
+            self._free_data_frame(pool, data)
         else:
-            pool.mempool.free(pgp.size)
+            self._data_free(pool, data, size)
+        if size:
             pool.client.compressed_pages -= 1
-            pool.client.compressed_sum_size -= pgp.size
+            pool.client.compressed_sum_size -= size
         pgp.data = None
         pgp.size = SIZE_RAW
 
@@ -716,7 +769,7 @@ class Host:
                 self.global_pgp_count += 1
                 if obj.tree.node_count != obj.objnode_count:
                     self._objnodes_changed(obj)
-                rc = self._pgp_store(pgp, pool, data)
+                rc = self._pgp_store(pgp, pool, data, client.compress, True)
                 if rc == 1:
                     self._pgp_enlist(pgp, pool, client)
                     if pool.shared:
@@ -775,20 +828,24 @@ class Host:
             self.global_pgp_count_max = self.global_pgp_count
 
     def _dup_put(self, obj, pgp, data, caller_id) -> int:
-        """Xen: ``do_tmem_dup_put`` — overwrite in place if the new data fits, else fail with
-        -ENOSPC having flushed the old data (never leave old data readable). The LRU position
-        of an ephemeral page does not change. Object lock held."""
+        """Xen: ``do_tmem_dup_put`` — replace the data, or fail with -ENOSPC having flushed the
+        old data (never leave old data readable). Recompressed only if the client compresses
+        and the old copy was compressed; otherwise stored whole (an uncompressed old copy
+        without dedup is overwritten in place, which is what freeing its frame and taking the
+        next free one amounts to). The LRU position of an ephemeral page does not change.
+        Object lock held."""
         pool = obj.pool
         client = pool.client
         if client.live_migrating:
             ok = False
-        elif pgp.size == SIZE_RAW and not client.compress:
+        elif pgp.size == SIZE_RAW and type(pgp.data) is int:
             o = pgp.data << 12
             self.mem.bytes[o:o + PAGE_SIZE] = data
             ok = True
         else:
+            recompress = client.compress and pgp.size != SIZE_RAW
             self._pgp_free_data(pgp, pool)
-            ok = self._pgp_store(pgp, pool, data) == 1
+            ok = self._pgp_store(pgp, pool, data, recompress, False) == 1
         if ok:
             if pool.shared:
                 obj.last_client = caller_id
@@ -840,11 +897,14 @@ class Host:
         """Copy a stored page into the guest's frame; False if that failed (nothing else
         changes)."""
         try:
-            if pgp.size == SIZE_RAW:
-                o = pgp.data << 12
+            data = pgp.data
+            if type(data) is Pcd:
+                self.pcd.copy_out(pgp, out)
+            elif pgp.size == SIZE_RAW:
+                o = data << 12
                 out[:] = self.mem.bytes[o:o + PAGE_SIZE]
             else:
-                out[:] = self.codec.decompress(pgp.data)
+                out[:] = self.codec.decompress(self._data_read(data, pgp.size))
             return True
         except Exception:
             return False
@@ -978,8 +1038,10 @@ class Host:
             n_nodes += pool.objnode_count
             for obj in pool.objects():
                 for _, pgp in obj.tree.items():
-                    _check_pgp(pgp, pool)
-                    if pgp.size == SIZE_RAW:
+                    _check_pgp(pgp, pool, self.pcd is not None)
+                    if type(pgp.data) is Pcd:
+                        pass                    # its frame, if any, is the pcd's: below
+                    elif pgp.size == SIZE_RAW:
                         f = pgp.data
                         want = pool.client.cli_id if pool.persistent else ANON
                         if f in seen_frames or int(self.mem.owner[f]) != want:
@@ -990,6 +1052,13 @@ class Host:
                         n_frames += 1
                     if not pool.persistent:
                         eph_pgps.add(id(pgp))
+        if self.pcd is not None:
+            for f in self.pcd.check(eph_pgps):
+                if f in seen_frames or int(self.mem.owner[f]) != ANON:
+                    raise InvariantError(f"host invariant 4: frame {f} of a pcd is owned by "
+                                         f"{int(self.mem.owner[f])}, not tmem (or backs two)")
+                seen_frames.add(f)
+                n_frames += 1
         if (n_obj, n_pgp, n_nodes, n_frames) != (self.global_obj_count, self.global_pgp_count,
                                                  self.global_rtree_node_count,
                                                  self.global_page_count):
@@ -1023,14 +1092,22 @@ class Host:
             raise InvariantError("host invariant 6: client_weight_total is not the sum of weights")
 
 
-def _check_pgp(pgp, pool) -> None:
+def _check_pgp(pgp, pool, dedup: bool) -> None:
     """Pgp invariants 2 and 3 (see :class:`Pgp`)."""
-    if pgp.size == SIZE_RAW:
-        if type(pgp.data) is not int:
-            raise InvariantError(f"pgp invariant 2: raw {pgp} has no frame ({pgp.data!r})")
-    elif not isinstance(pgp.data, bytes) or len(pgp.data) != pgp.size:
+    data = pgp.data
+    if dedup and not pool.persistent:
+        if type(data) is not Pcd:
+            raise InvariantError(f"pgp invariant 2: {pgp} of a dedup host holds no pcd "
+                                 f"({data!r})")
+        if (pgp.size != SIZE_RAW) != data.compressed or \
+                (data.compressed and pgp.size != data.size):
+            raise InvariantError(f"pgp invariant 2: {pgp} and its {data} disagree on size")
+    elif pgp.size == SIZE_RAW:
+        if type(data) is not int:
+            raise InvariantError(f"pgp invariant 2: raw {pgp} has no frame ({data!r})")
+    elif data is None or type(data) is Pcd or len(data) != pgp.size:
         raise InvariantError(f"pgp invariant 2: compressed {pgp} says {pgp.size} bytes but "
-                             f"holds {len(pgp.data) if isinstance(pgp.data, bytes) else pgp.data!r}")
+                             f"holds {data!r:.60}")
     if pool.persistent:
         if list_linked(pgp.link_a) or not list_linked(pgp.link_b):
             raise InvariantError(f"pgp invariant 3: persistent {pgp} must be on its pool's list "

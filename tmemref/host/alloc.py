@@ -18,7 +18,7 @@ Invariant: ``0 <= used <= len(frames) * PAGE_SIZE``, and less than one whole fra
 >>> from tmemref.host.frames import HostMemory
 >>> m = HostMemory(4); p = MemPool(m)
 >>> p.alloc(SIZEOF["pgp"]), len(p.frames), m.freeable_page_count
-(True, 1, 1)
+(64, 1, 1)
 >>> p.free(SIZEOF["pgp"]); len(p.frames)
 0
 """
@@ -54,8 +54,9 @@ class MemPool:
         self.used = 0             # bytes handed out
         self.failed = 0           # allocations refused for want of a frame (Xen: alloc_failed)
 
-    def alloc(self, size: int) -> bool:
-        """Reserve ``size`` bytes; False (and nothing changes) if a needed frame is refused."""
+    def alloc(self, size: int):
+        """Reserve ``size`` bytes; returns a handle to free them with (here: the size itself),
+        or None (and nothing changes) if a needed frame is refused."""
         need = self.used + size
         cap = len(self.frames) * PAGE_SIZE
         while need > cap:
@@ -65,11 +66,11 @@ class MemPool:
             if f is None:
                 self._shrink()
                 self.failed += 1
-                return False
+                return None
             self.frames.append(f)
             cap += PAGE_SIZE
         self.used = need
-        return True
+        return size
 
     def free(self, size: int) -> None:
         """Give ``size`` bytes back; whole frames no longer needed go back to tmem_page_list."""
