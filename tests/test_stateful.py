@@ -57,6 +57,7 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
@@ -106,10 +107,21 @@ _HDR = struct.Struct("<8sQQQQQQQ")          # magic, tag, pool uid, putter, oid0
 _MAGIC = b"tmemref\x01"
 
 
+#: Contents many handles share (negative tags), so that dedup and tze have work: an all-zero
+#: page, a short file tail, a repeated byte, random bytes, random bytes ending in zeros.
+COMMON_PAGES = (bytes(PAGE), b"tail of a small file\n" * 3 + bytes(PAGE - 63), b"\x5a" * PAGE,
+                np.random.default_rng(99).integers(0, 256, PAGE, dtype=np.uint8).tobytes(),
+                np.random.default_rng(98).integers(0, 256, PAGE - 256, dtype=np.uint8).tobytes()
+                + bytes(256))
+
+
 def make_page(tag: int, pool_uid: int, putter: int, oid, index: int) -> bytes:
     """The page of put number ``tag``: a 64-byte header naming the put, then a body that is
     incompressible (tag % 3 == 0), one repeated byte, or half random half zero — so with
-    compression on, some pages compress and some do not, and duplicate puts change size."""
+    compression on, some pages compress and some do not, and duplicate puts change size.
+    A negative tag is shared content ``COMMON_PAGES[-tag - 1]``, the same for every handle."""
+    if tag < 0:
+        return COMMON_PAGES[-tag - 1]
     head = _HDR.pack(_MAGIC, tag, pool_uid, putter, *oid, index)
     n = PAGE - _HDR.size
     kind = tag % 3
@@ -123,6 +135,8 @@ def make_page(tag: int, pool_uid: int, putter: int, oid, index: int) -> bytes:
 
 def describe(data: bytes) -> str:
     """Name the put a returned page came from (for failure messages)."""
+    if bytes(data) in COMMON_PAGES:
+        return f"shared content #{COMMON_PAGES.index(bytes(data))}"
     magic, tag, uid, putter, o0, o1, o2, index = _HDR.unpack_from(data)
     if magic != _MAGIC:
         return f"bytes no put wrote ({bytes(data[:16])!r}...)"
@@ -175,12 +189,12 @@ class MDom:
     compress: bool = False
     auth: set = field(default_factory=set)   # uuids TMEM_AUTH allowed this client to join
 
-    def reset_client(self):
+    def reset_client(self, compress: bool = False):
         self.has_client = False
         self.slots = [None] * abi.MAX_POOLS_PER_DOMAIN
         self.frozen = False
         self.weight = 0
-        self.compress = False
+        self.compress = compress          # a new client starts with the boot option
         self.auth = set()
 
 
@@ -214,21 +228,26 @@ def seen(event: str) -> None:
 
 
 class TmemPromises(RuleBasedStateMachine):
-    """Hypercalls from domains 0-3 against the model above; see the module docstring."""
+    """Hypercalls from domains 0-3 against the model above; see the module docstring.
+    ``HOST_KW`` are the boot options of the host under test (see :data:`MODES`)."""
+    HOST_KW: dict = {}
 
     def __init__(self):
         super().__init__()
         _EVENTS.clear()
-        self.host = Host(pages=HOST_PAGES, min_free_pages=MIN_FREE, evict_budget=EVICT_BUDGET)
+        self.host = Host(pages=HOST_PAGES, min_free_pages=MIN_FREE, evict_budget=EVICT_BUDGET,
+                         **self.HOST_KW)
         self.doms = {}
         for d, (pages, max_pages) in DOMAINS.items():
             self.host.create_domain(d, pages=pages, max_pages=max_pages)
-            self.doms[d] = MDom(pages, max_pages)
+            self.doms[d] = MDom(pages, max_pages, compress=self.host.compress)
         self.shared = {}             # uuid -> live shared MPool
         self.global_auth = False     # TMEM_AUTH(all, 1)
         self.next_uid = 1
         self.next_tag = 1
-        self.ever_compressed = False
+        # compression or dedup: evicting a page need not free a frame (a compressed page is a
+        # fragment of one, a dedup'ed content may have other users)
+        self.ever_compressed = self.host.compress or self.host.dedup
         self.steps = 0
         self.putter = {}             # tag -> domid that put it
         self.ready = False           # the initialize rule has run
@@ -295,17 +314,20 @@ class TmemPromises(RuleBasedStateMachine):
         return t
 
     def _expect(self, data: bytes, pool: MPool, h, tag: int, what: str) -> None:
-        want = make_page(tag, pool.uid, self.putter[tag], h[0], h[1])
+        want = make_page(tag, pool.uid, self.putter.get(tag, 0), h[0], h[1])
         if bytes(data) != want:
             raise AssertionError(f"{what}: got {describe(data)}, but the last successful put "
                                  f"of {h} in pool-uid {pool.uid} was put #{tag}")
 
     # --- one put, with every promise about it ---------------------------------------------------
-    def _put(self, d: int, slot: int, oid, index: int) -> int:
+    def _put(self, d: int, slot: int, oid, index: int, common=None) -> int:
         pool = self.doms[d].slots[slot]
         h = (oid, index)
-        tag = self._new_tag()
-        self.putter[tag] = d
+        if common is None:
+            tag = self._new_tag()
+            self.putter[tag] = d
+        else:
+            tag = -common - 1
         data = make_page(tag, pool.uid, d, oid, index)
         dom = self.host.mem.domains[pool.owner]
         tot_before = dom.tot_pages
@@ -518,6 +540,14 @@ class TmemPromises(RuleBasedStateMachine):
         self._put(d, slot, oid, index)
 
     @precondition(lambda self: self._has_pools())
+    @rule(pick=st.integers(0, 63), oid=st.sampled_from(OIDS), index=st.sampled_from(INDICES),
+          common=st.integers(0, len(COMMON_PAGES) - 1))
+    def put_common(self, pick, oid, index, common):
+        """A put of content other handles hold too (what dedup and tze are for)."""
+        d, slot, _ = self._pick(pick)
+        self._put(d, slot, oid, index, common)
+
+    @precondition(lambda self: self._has_pools())
     @rule(pick=st.integers(0, 63), oid=st.sampled_from(OIDS),
           start=st.sampled_from([0, 4, 60, 4090]), count=st.integers(1, 32))
     def put_burst(self, pick, oid, start, count):
@@ -610,6 +640,9 @@ class TmemPromises(RuleBasedStateMachine):
     def _ts_compress(self, cli, on):
         rc = self._control(abi.TMEMC_SET_COMPRESS, cli, arg1=int(on))
         targets = self._targets(cli)
+        if self.host.dedup:              # compression is global under dedup: refused
+            assert rc == -1, f"SET_COMPRESS({cli}) with dedup on returned {rc}"
+            return
         assert rc == (-1 if targets is None else 0), f"SET_COMPRESS({cli}) returned {rc}"
         for dom in targets or ():
             dom.compress = on
@@ -692,7 +725,7 @@ class TmemPromises(RuleBasedStateMachine):
             if pool is not None:
                 dom.slots[slot] = None
                 self._quit(d, pool)
-        dom.reset_client()
+        dom.reset_client(self.host.compress)
         dom.alive = False
         seen("domain destroyed")
 
@@ -874,21 +907,52 @@ else:
         database=None, phases=PHASES)
 
 
-def test_machine():
-    """The stateful run (10^4 steps in CI, deterministic), then proof that the paths the module
-    docstring claims were taken: events are counted per run (example)."""
+#: The boot options every stateful run is repeated under: the promises do not change.
+MODES = {
+    "plain": {},
+    "dedup": dict(dedup=True),
+    "tze": dict(dedup=True, tze=True),
+    "compress": dict(compress=True),
+    "all": dict(dedup=True, tze=True, compress=True),     # tze is switched off at boot then
+}
+#: Events each mode must reach (besides the plain mode's long list below).
+MODE_EVENTS = {"dedup": ("deduplicated put",), "tze": ("deduplicated put", "tze saved bytes"),
+               "compress": ("compressed page",), "all": ("deduplicated put", "compressed page")}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_machine(mode):
+    """The stateful run (10^4 steps in CI for the plain host, a third of that for each other
+    mode; deterministic), then proof that the paths the module docstring claims were taken:
+    events are counted per run (example)."""
     COVERAGE.clear()
     steps = [0]
 
     class Counted(TmemPromises):
+        HOST_KW = MODES[mode]
+
         def teardown(self):
             steps[0] += self.steps
+            h = self.host
+            if h.deduped_puts:
+                seen("deduplicated put")
+            if h.pcd is not None and h.pcd.tze and h.pcd_tot_tze_size % 4096:
+                seen("tze saved bytes")
+            if any(c.compressed_pages for c in h.clients.values()):
+                seen("compressed page")
             super().teardown()
 
-    run_state_machine_as_test(Counted, settings=MACHINE_SETTINGS)
-    print(f"\nstateful: {steps[0]} steps; runs reaching each event: "
+    plain = mode == "plain"
+    run_settings = MACHINE_SETTINGS if plain or SOAK else settings(
+        MACHINE_SETTINGS, max_examples=MACHINE_SETTINGS.max_examples // 3)
+    run_state_machine_as_test(Counted, settings=run_settings)
+    print(f"\nstateful ({mode}): {steps[0]} steps; runs reaching each event: "
           f"{dict(sorted(COVERAGE.items()))}")
-    assert steps[0] >= MIN_STEPS, f"only {steps[0]} steps ran"
+    assert steps[0] >= (MIN_STEPS if plain else MIN_STEPS // 3), f"only {steps[0]} steps ran"
+    for event in MODE_EVENTS.get(mode, ()):
+        assert COVERAGE.get(event), f"no {mode} run reached: {event}"
+    if not plain:
+        return
     for event in ("eviction", "get miss after eviction", "put -ENOMEM: persistent at max_pages",
                   "put -ENOMEM: 1 MB guard", "put -ENOMEM eph", "put -ENOSPC pers",
                   "put -EFROZEN", "dup put replaced pers", "dup put replaced eph",
