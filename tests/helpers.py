@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 
 from tmemref import TmemOp, abi
+from tmemref.core.pcd import Pcd
 from tmemref.ds.dlist import list_owners
 
 PAGE = abi.PAGE_SIZE
@@ -139,9 +140,7 @@ def lru(head):
 
 def pgp_bytes(host, pgp) -> bytes:
     """The page a pgp stores, whatever its representation."""
-    if pgp.size == 0:
-        return bytes(host.mem.data[pgp.data])
-    return host.codec.decompress(pgp.data)
+    return host.page_of(pgp)
 
 
 def stored(host, pool):
@@ -174,6 +173,10 @@ def snapshot(host) -> dict:
                     host.global_rtree_node_count),
         "eph_mempool": (host.eph_mempool.used, tuple(host.eph_mempool.frames)),
         "privileged": sorted(host.privileged),
+        "pcds": None if host.pcd is None else sorted(
+            (p.firstbyte, p.key, p.size, p.compressed, p.ref_count, p.data
+             if p.size == 4096 and not p.compressed else None) for p in host.pcd.pcds()),
+        "pcd_totals": (host.global_pcd_count, host.pcd_tot_tze_size, host.pcd_tot_csize),
     }
     clients = {}
     for cid, c in host.clients.items():
@@ -193,8 +196,10 @@ def snapshot(host) -> dict:
         for obj in pool.objects():
             pages = {}
             for index, pgp in obj.tree.items():
-                pages[index] = (pgp.size, pgp.data if pgp.size == 0 else bytes(pgp.data),
-                                pgp_bytes(host, pgp))
+                data = pgp.data
+                where = (("pcd", data.firstbyte, data.size, data.ref_count)
+                         if type(data) is Pcd else data if pgp.size == 0 else bytes(data))
+                pages[index] = (pgp.size, where, pgp_bytes(host, pgp))
             objs[tuple(obj.oid)] = (obj.last_client, obj.pgp_count, obj.objnode_count, pages)
         pools[pool_name(pool)] = {
             "owner": pool.client.cli_id, "pool_id": pool.pool_id,

@@ -41,10 +41,10 @@ E, P, S, Z = 0, 1, 2, 3          # ephemeral private, persistent, shared (dom2: 
 
 
 # --- hosts ---------------------------------------------------------------------------------------
-def setup_std():
+def setup_std(**kw):
     """dom1: E (A[0,1], B[0]), P (A[0..2]), S shared with dom2 (C[5] by dom1, C[6] by dom2),
     Z (empty). dom2: slot 0 = S. dom3 exists without a tmem client."""
-    h = Host(pages=600)
+    h = Host(pages=600, **kw)
     h.create_domain(1, pages=32, max_pages=512)
     h.create_domain(2, pages=32, max_pages=512)
     h.create_domain(3, pages=4, max_pages=4)
@@ -61,24 +61,24 @@ def setup_std():
     return h
 
 
-def setup_frozen():
-    h = setup_std()
+def setup_frozen(**kw):
+    h = setup_std(**kw)
     assert control(h, abi.TMEMC_FREEZE, cli_id=1) == 0
     return h
 
 
-def setup_lowmem():
+def setup_lowmem(**kw):
     """250 free frames (< 1 MB), no ephemeral page to evict. dom1: persistent 0, ephemeral 1."""
-    h = Host(pages=300)
+    h = Host(pages=300, **kw)
     h.create_domain(1, pages=50, max_pages=1000)
     assert [new_pool(h, 1, persist=True), new_pool(h, 1)] == [0, 1]
     assert h.mem.free_pages == 250
     return h
 
 
-def setup_maxpages():
+def setup_maxpages(**kw):
     """dom1 at max_pages after one persistent page (metadata frame + data frame)."""
-    h = Host(pages=600)
+    h = Host(pages=600, **kw)
     d = h.create_domain(1, pages=10, max_pages=12)
     assert new_pool(h, 1, persist=True) == 0
     assert put(h, 1, 0, A, 0, page(0)) == 1
@@ -86,16 +86,16 @@ def setup_maxpages():
     return h
 
 
-def setup_full16():
-    h = setup_std()
+def setup_full16(**kw):
+    h = setup_std(**kw)
     while None in h.clients[1].pools:
         assert new_pool(h, 1) >= 0
     return h
 
 
-def setup_shared16():
+def setup_shared16(**kw):
     """16 global shared pools (all dom1's); dom2 has a client but no pool."""
-    h = Host(pages=600)
+    h = Host(pages=600, **kw)
     h.create_domain(1)
     h.create_domain(2)
     assert auth(h, ALL, (0, 0)) == 1
@@ -105,9 +105,9 @@ def setup_shared16():
     return h
 
 
-def setup_nomem():
+def setup_nomem(**kw):
     """Every frame belongs to dom1's own memory: tmem cannot get a single frame."""
-    h = Host(pages=300)
+    h = Host(pages=300, **kw)
     h.create_domain(1, pages=300)
     assert destroy_pool(h, 1, 0) == 0                     # creates the client
     assert auth(h, 1, UUID) == 1
@@ -441,21 +441,26 @@ def _copy_if_mutable(x):
 #: exactly what each row asserts — so rows share one host per setup; a failing row drops the
 #: shared host so that the next row starts from a freshly built one.
 _CACHE: dict = {}
+#: Every row runs on hosts booted each of these ways: a refusal never depends on them.
+MODES = {"plain": {}, "dedup": dict(dedup=True), "tze": dict(dedup=True, tze=True),
+         "compress": dict(compress=True), "all": dict(dedup=True, tze=True, compress=True)}
 
 
-def _fresh(setup):
-    entry = _CACHE.get(setup)
+def _fresh(setup, mode="plain"):
+    entry = _CACHE.get((setup, mode))
     if entry is None:
-        host = SETUPS[setup]()
+        host = SETUPS[setup](**MODES[mode])
         host.check()
         assert_no_locks_held(host)
-        entry = _CACHE[setup] = (host, snapshot(host))
+        entry = _CACHE[setup, mode] = (host, snapshot(host))
     return entry
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("setup,domid,make,rc", ROWS)
-def test_bad_input(setup, domid, make, rc):
-    host, before = _fresh(setup)
+def test_bad_input(setup, domid, make, rc, mode):
+    setup_key = (setup, mode)
+    host, before = _fresh(setup, mode)
     try:
         op = make()
         guest_page = getattr(op, "page", None) if isinstance(op, TmemOp) else None
@@ -474,7 +479,7 @@ def test_bad_input(setup, domid, make, rc):
         if page_before is not None:
             assert _copy_if_mutable(guest_page) == page_before, "guest buffer was written"
     except BaseException:
-        _CACHE.pop(setup, None)
+        _CACHE.pop(setup_key, None)
         raise
 
 

@@ -972,6 +972,13 @@ class Host:
         """The host clock: ``clock()`` if one was given, else the hypercalls made so far."""
         return self.total_tmem_ops if self.clock is None else self.clock()
 
+    def page_of(self, pgp) -> bytes:
+        """The 4096 bytes a stored pgp holds, whatever its form (frame, compressed, pcd)."""
+        out = bytearray(PAGE_SIZE)
+        if not self._copy_out(pgp, memoryview(out)):
+            raise InvariantError(f"{pgp} holds no readable page")
+        return bytes(out)
+
     def freeable_pages(self) -> int:
         """Xen: ``tmem_freeable_pages`` — tmem_page_list + ephemeral (anonymous) frames."""
         return len(self.mem.page_list) + self.mem.freeable_page_count
