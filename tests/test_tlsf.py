@@ -359,7 +359,7 @@ def test_invariant_1_bitmaps():
 def test_invariant_2_lists():
     t, a, b, c = setup_three_b_free()                 # b (112 B) belongs on (0, 28)
     t._extract(b - 16, 112)
-    t._lists[27] = {b - 16: None}                     # ... put on (0, 27), bits consistent
+    t._lists[27][b - 16] = None                       # ... put on (0, 27), bits consistent
     t._sl[0] |= 1 << 27
     t._fl |= 1
     broken(t, 2)
@@ -550,7 +550,7 @@ class TlsfModel(RuleBasedStateMachine):
 def test_model():
     COVERAGE.clear()
     run_state_machine_as_test(TlsfModel, settings=settings(
-        max_examples=100, stateful_step_count=60, deadline=None, derandomize=True,
+        max_examples=200, stateful_step_count=80, deadline=None, derandomize=True,
         database=None))
     for event in ("region-new", "split", "no-split", "coalesce-prev", "coalesce-next",
                   "region-return", "refused: too big", "refused: no frame"):

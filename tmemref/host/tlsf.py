@@ -120,8 +120,9 @@ LARGEST_FIT = max(s for s in range(1, MAX_ALLOC + 1) if mapping_search(s)[0] <= 
 FL_COUNT = mapping_insert(MAX_ALLOC)[0] + 1
 
 # Precomputed tables, indexed by size (every size here is <= MAX_ALLOC).
-_SEARCH = [None] + [(b, fl << MAX_LOG2_SLI | sl) if b <= MAX_ALLOC else None
+_SEARCH = [None] + [(b, fl, -1 << sl) if b <= MAX_ALLOC else None
                     for b, fl, sl in map(mapping_search, range(1, MAX_ALLOC + 1))]
+_FFS = {1 << i: i for i in range(max(REAL_FLI, MAX_SLI))}      # lowest set bit -> its index
 _INSERT = [fl << MAX_LOG2_SLI | sl for fl, sl in map(mapping_insert, range(MAX_ALLOC + 1))]
 
 
@@ -178,7 +179,9 @@ class Tlsf:
         self._put_frame = put_frame     # (frame) -> None (Xen: put_mem)
         self._size: dict = {}           # header address -> size | FREE_BLOCK | PREV_FREE
         self._prev: dict = {}           # header address -> header before it, None if first
-        self._lists: dict = {}          # fl << 5 | sl -> {header: None}, non-empty; head = last
+        # free lists, index fl << 5 | sl: {header: None} in insertion order, head = last key
+        # (a dict pops its last key and deletes any key in O(1), as Xen's doubly linked lists)
+        self._lists = [{} for _ in range(FL_COUNT * MAX_SLI)]
         self._fl = 0                    # first-level bitmap
         self._sl = [0] * REAL_FLI       # second-level bitmaps
         self._regions: dict = {}        # frame -> None, the regions held (insertion ordered)
@@ -203,30 +206,22 @@ class Tlsf:
 
         Xen: ``xmem_pool_alloc``.
         """
-        if size.__class__ is not int:
-            raise TypeError(f"size must be an int, not {type(size).__name__}")
-        if size <= 0:
-            raise ValueError(f"size must be positive, not {size}")
-        entry = _SEARCH[size] if size <= MAX_ALLOC else None
-        if entry is None:
-            self.failed += 1
-            return None
-        want, idx = entry
+        if size.__class__ is not int or not 0 < size <= LARGEST_FIT:
+            return self._refuse(size)
+        want, fl, mask = _SEARCH[size]
         lock = self.lock
         if lock is not None:
             lock.acquire()
         try:
             sl_bm = self._sl
-            lists = self._lists
             while True:
-                fl = idx >> MAX_LOG2_SLI
-                t = sl_bm[fl] & (-1 << (idx & 31))
-                if not t:
-                    t = self._fl & (-1 << (fl + 1))
-                    if t:
-                        fl = (t & -t).bit_length() - 1
-                        t = sl_bm[fl]
+                t = sl_bm[fl] & mask                   # a big enough list in this fl?
                 if t:
+                    break
+                t = self._fl & (-2 << fl)              # else the first non-empty higher fl
+                if t:
+                    fl = _FFS[t & -t]
+                    t = sl_bm[fl]
                     break
                 # region-new: drop the lock while the frame is fetched (Xen drops it for get_mem)
                 if lock is not None:
@@ -240,19 +235,18 @@ class Tlsf:
                     self.failed += 1
                     return None
                 self._add_region(f)
-            sl = (t & -t).bit_length() - 1
-            i = fl << MAX_LOG2_SLI | sl
+            bit = t & -t
+            i = fl << MAX_LOG2_SLI | _FFS[bit]
+            lists = self._lists
             lst = lists[i]
-            b = lst.popitem()[0]                   # the list head (most recently inserted)
+            b, _ = lst.popitem()                       # the list head (most recently inserted)
             if not lst:
-                del lists[i]
-                sl_bm[fl] = t = sl_bm[fl] & ~(1 << sl)
+                t = sl_bm[fl] = sl_bm[fl] ^ bit
                 if not t:
-                    self._fl &= ~(1 << fl)
+                    self._fl ^= 1 << fl
             size_ = self._size
             w = size_[b]
             bsize = w & SIZE_MASK
-            nxt = b + BHDR_OVERHEAD + bsize
             rest = bsize - want
             if rest >= BHDR_SIZE:
                 # split: the tail becomes a free block (its successor's PREV_FREE stays set)
@@ -261,12 +255,15 @@ class Tlsf:
                 size_[b2] = rest | FREE_BLOCK
                 prev_ = self._prev
                 prev_[b2] = b
-                prev_[nxt] = b2
-                self._insert(b2, rest)
+                prev_[b + BHDR_OVERHEAD + bsize] = b2
+                lst = lists[_INSERT[rest]]             # self._insert(b2, rest), inlined
+                if not lst:
+                    self._set_bits(_INSERT[rest])
+                lst[b2] = None
                 size_[b] = want | (w & PREV_FREE)
             else:
                 # no-split: hand out the whole block
-                size_[nxt] &= ~PREV_FREE
+                size_[b + BHDR_OVERHEAD + bsize] &= ~PREV_FREE
                 size_[b] = w & ~FREE_BLOCK
                 want = bsize
             self.used_size += want + BHDR_OVERHEAD
@@ -274,6 +271,15 @@ class Tlsf:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _refuse(self, size):
+        """alloc's slow path: a bad size raises; one that cannot fit counts as failed."""
+        if size.__class__ is not int:
+            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"size must be positive, not {size}")
+        self.failed += 1
+        return None
 
     def free(self, addr: int) -> None:
         """Give back the block whose payload is at ``addr``. ``ValueError`` (nothing changes) if
@@ -291,17 +297,20 @@ class Tlsf:
         try:
             size_ = self._size
             w = size_.get(b)
-            if w is None or w & FREE_BLOCK or not w & SIZE_MASK:
+            if w is None or w & FREE_BLOCK or w < MIN_BLOCK_SIZE:   # unknown, free, sentinel
                 raise ValueError(f"{self.name}: {addr:#x} is not an allocated block")
             bsize = w & SIZE_MASK
             self.used_size -= bsize + BHDR_OVERHEAD
-            prev_ = self._prev
+            prev_, lists = self._prev, self._lists
             nxt = b + BHDR_OVERHEAD + bsize
             wn = size_[nxt]
             if wn & FREE_BLOCK:
                 # coalesce-next: absorb the free block after
                 nsize = wn & SIZE_MASK
-                self._extract(nxt, nsize)
+                lst = lists[_INSERT[nsize]]            # self._extract(nxt, nsize), inlined
+                del lst[nxt]
+                if not lst:
+                    self._clear_bits(_INSERT[nsize])
                 del size_[nxt], prev_[nxt]
                 bsize += nsize + BHDR_OVERHEAD
                 nxt = b + BHDR_OVERHEAD + bsize
@@ -309,13 +318,17 @@ class Tlsf:
                 # coalesce-prev: the free block before absorbs this one
                 p = prev_[b]
                 psize = size_[p] & SIZE_MASK
-                self._extract(p, psize)
+                lst = lists[_INSERT[psize]]            # self._extract(p, psize), inlined
+                del lst[p]
+                if not lst:
+                    self._clear_bits(_INSERT[psize])
                 del size_[b], prev_[b]
                 bsize += psize + BHDR_OVERHEAD
                 b = p
             prev_[nxt] = b
-            if prev_[b] is None and not size_[nxt] & SIZE_MASK:
-                # region-return: the whole frame is free
+            if bsize == MAX_ALLOC:
+                # region-return: the block spans its whole frame (Xen: no block before it and
+                # the sentinel after it)
                 del size_[b], prev_[b], size_[nxt], prev_[nxt]
                 f = b >> PAGE_SHIFT
                 del self._regions[f]
@@ -324,7 +337,10 @@ class Tlsf:
                 self._put_frame(f)
                 return
             size_[b] = bsize | FREE_BLOCK
-            self._insert(b, bsize)
+            lst = lists[_INSERT[bsize]]                # self._insert(b, bsize), inlined
+            if not lst:
+                self._set_bits(_INSERT[bsize])
+            lst[b] = None
             size_[nxt] |= PREV_FREE
         finally:
             if lock is not None:
@@ -348,7 +364,8 @@ class Tlsf:
             frames = list(self._regions)
             self._size.clear()
             self._prev.clear()
-            self._lists.clear()
+            for lst in self._lists:
+                lst.clear()
             self._regions.clear()
             self._fl = 0
             self._sl = [0] * REAL_FLI
@@ -363,28 +380,31 @@ class Tlsf:
     # -- internals (caller holds the lock) ------------------------------------------------
 
     def _insert(self, b: int, bsize: int) -> None:
-        """Push free block ``b`` on the head of its list; set the bitmap bits."""
-        i = _INSERT[bsize]
-        lst = self._lists.get(i)
-        if lst is None:
-            self._lists[i] = {b: None}
-            fl = i >> MAX_LOG2_SLI
-            self._sl[fl] |= 1 << (i & 31)
-            self._fl |= 1 << fl
-        else:
-            lst[b] = None
+        """Push free block ``b`` on the head of its list (alloc and free inline this)."""
+        lst = self._lists[_INSERT[bsize]]
+        if not lst:
+            self._set_bits(_INSERT[bsize])
+        lst[b] = None
 
     def _extract(self, b: int, bsize: int) -> None:
-        """Unlink free block ``b`` from its list; clear bitmap bits that become empty."""
-        i = _INSERT[bsize]
-        lst = self._lists[i]
+        """Unlink free block ``b`` from its list (free inlines this)."""
+        lst = self._lists[_INSERT[bsize]]
         del lst[b]
         if not lst:
-            del self._lists[i]
-            fl = i >> MAX_LOG2_SLI
-            t = self._sl[fl] = self._sl[fl] & ~(1 << (i & 31))
-            if not t:
-                self._fl &= ~(1 << fl)
+            self._clear_bits(_INSERT[bsize])
+
+    def _set_bits(self, i: int) -> None:
+        """List ``i`` is no longer empty: set its bits in both bitmaps."""
+        fl = i >> MAX_LOG2_SLI
+        self._sl[fl] |= 1 << (i & 31)
+        self._fl |= 1 << fl
+
+    def _clear_bits(self, i: int) -> None:
+        """List ``i`` became empty: clear its bit, and its first-level bit if it was the last."""
+        fl = i >> MAX_LOG2_SLI
+        t = self._sl[fl] = self._sl[fl] & ~(1 << (i & 31))
+        if not t:
+            self._fl &= ~(1 << fl)
 
     def _add_region(self, f: int) -> None:
         """region-new: frame ``f`` becomes one free block and the sentinel after it."""
@@ -427,10 +447,11 @@ class Tlsf:
                 row.append((b - (f << PAGE_SHIFT), w & SIZE_MASK, state))
             regions[f] = row
         lists = []
-        for i in sorted(self._lists):
-            fl, sl = i >> MAX_LOG2_SLI, i & 31
-            lists.append((fl, sl, *class_range(fl, sl),
-                          [b + BHDR_OVERHEAD for b in reversed(self._lists[i])]))
+        for i, lst in enumerate(self._lists):
+            if lst:
+                fl, sl = i >> MAX_LOG2_SLI, i & 31
+                lists.append((fl, sl, *class_range(fl, sl),
+                              [b + BHDR_OVERHEAD for b in reversed(lst)]))
         return {"name": self.name, "used_size": self.used_size, "total_size": self.total_size,
                 "num_regions": self.num_regions, "failed": self.failed,
                 "fl_bitmap": self._fl, "sl_bitmaps": list(self._sl[:FL_COUNT]),
@@ -444,25 +465,25 @@ class Tlsf:
         the first broken one. O(blocks)."""
         size_, prev_, lists, fail = self._size, self._prev, self._lists, self._fail
         # 1. bitmaps <-> lists
-        if len(self._sl) != REAL_FLI:
-            fail(1, f"{len(self._sl)} second-level bitmaps")
+        if len(self._sl) != REAL_FLI or len(lists) != FL_COUNT * MAX_SLI:
+            fail(1, f"{len(self._sl)} second-level bitmaps, {len(lists)} lists")
         for fl in range(REAL_FLI):
+            word = self._sl[fl]
             for sl in range(MAX_SLI):
-                on = bool(self._sl[fl] >> sl & 1)
-                if on != bool(lists.get(fl << MAX_LOG2_SLI | sl)):
+                i = fl << MAX_LOG2_SLI | sl
+                on = bool(word >> sl & 1)
+                if on != (i < len(lists) and bool(lists[i])):
                     fail(1, f"sl_bitmap[{fl}] bit {sl} is {int(on)} but list ({fl}, {sl}) "
                             f"is {'non-' if not on else ''}empty")
-            if self._sl[fl] >> MAX_SLI:
+            if word >> MAX_SLI:
                 fail(1, f"sl_bitmap[{fl}] has bits above {MAX_SLI - 1}")
-            if bool(self._fl >> fl & 1) != bool(self._sl[fl]):
+            if bool(self._fl >> fl & 1) != bool(word):
                 fail(1, f"fl_bitmap bit {fl} disagrees with sl_bitmap[{fl}]")
         if self._fl >> REAL_FLI:
             fail(1, f"fl_bitmap has bits above {REAL_FLI - 1}")
-        if any(k >> MAX_LOG2_SLI >= REAL_FLI for k in lists):
-            fail(1, "a free list outside the bitmaps")
         # 2. list members are free blocks of the list's class; every free block is listed
         listed = {}
-        for i, lst in lists.items():
+        for i, lst in enumerate(lists):
             for b in lst:
                 w = size_.get(b)
                 if w is None or not w & FREE_BLOCK:
