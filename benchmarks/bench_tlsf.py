@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tlsf.py            # about 40 s
     python benchmarks/bench_tlsf.py --quick    # about 10 s
+    python benchmarks/bench_tlsf.py --instructions   # [3] only (needs valgrind; about 1 min)
 
 [1] ns per alloc/free pair of :class:`tmemref.host.tlsf.Tlsf` in a steady state: ``--live``
     blocks stay allocated; each pair frees one of them (chosen at random) and allocates a new
@@ -12,10 +13,15 @@
     beside the byte-counting stand-in ``MemPool`` on the same sizes. At the end: frames held
     and ``used_size / total_size`` (how full the frames are).
 [2] µs per page to compress and to decompress, per codec, on real file pages (the first
-    ``--per-file`` pages of each file under /usr/lib/python3* and /usr/share, in path order),
+    ``--per-file`` pages of each file, in path order, half under /usr/lib/python3*, half under
+    /usr/share),
     the ratio ``4096 * pages / sum of compressed sizes``, the share tmem would store raw
     (``size >= 4064``, compress_poor) and the share Xen's TLSF could not hold although under
     4064 (``LARGEST_FIT < size < 4064``).
+[3] (``--instructions``) CPU instructions per alloc/free pair, counted by valgrind's callgrind:
+    the metadata mix run with 10,000 and with 30,000 pairs (``--pairs-only N``), the difference
+    of the two totals divided by 20,000 — deterministic, so it does not move with the load of
+    the machine as the times above do.
 
 Every time is the best of ``--repeat`` (3) runs measured with ``time.perf_counter``, sizes and
 choices made before timing from a seeded ``random.Random``; the garbage collector stays on.
@@ -28,6 +34,8 @@ import gc
 import os
 import platform
 import random
+import re
+import subprocess
 import sys
 import time
 
@@ -43,12 +51,30 @@ from tmemref.sim.filepages import DEFAULT_ROOTS, file_pages  # noqa: E402
 METADATA_MIX = (("pgp", 80), ("obj", 10), ("objnode", 5), ("pcd", 4), ("sharelist", 1))
 
 
+BUSY = []      # figures measured while other processes took the CPU
+
+
+def clock():
+    return time.perf_counter(), time.process_time()
+
+
+def since(start):
+    """(wall, cpu) seconds since ``start = clock()``."""
+    w, c = clock()
+    return w - start[0], c - start[1]
+
+
 def best_of(repeat, run):
-    """Best wall time of ``run()`` (which returns its own elapsed seconds)."""
-    best = float("inf")
+    """Best wall time of ``run()``, which returns ``since(start)`` of its timed part; notes in
+    BUSY when that run got noticeably less CPU than wall-clock time."""
+    best, cpu = float("inf"), 0.0
     for _ in range(repeat):
         gc.collect()
-        best = min(best, run())
+        dt, c = run()
+        if dt < best:
+            best, cpu = dt, c
+    if cpu and best > 1.15 * cpu:
+        BUSY.append(best / cpu)
     return best
 
 
@@ -77,11 +103,11 @@ def tlsf_pairs(sizes, live, pairs, seed, lock, repeat):
         t = Tlsf("bench", get, put, lock=SpinLock("xmem", RANK_XMEM) if lock else None)
         slots = [t.alloc(s) for s in first]
         alloc, free = t.alloc, t.free
-        t0 = time.perf_counter()
+        t0 = clock()
         for i, s in zip(victims, nxt):
             free(slots[i])
             slots[i] = alloc(s)
-        dt = time.perf_counter() - t0
+        dt = since(t0)
         holder["pool"] = t
         return dt
     return best_of(repeat, run) / pairs * 1e9, holder["pool"]
@@ -100,13 +126,40 @@ def mempool_pairs(sizes, live, pairs, seed, repeat):
         for s in first:
             p.alloc(s)
         alloc, free = p.alloc, p.free
-        t0 = time.perf_counter()
+        t0 = clock()
         for i, s in zip(victims, nxt):
             free(slots[i])
             alloc(s)
             slots[i] = s
-        return time.perf_counter() - t0
+        return since(t0)
     return best_of(repeat, run) / pairs * 1e9
+
+
+def pairs_only(n):
+    """Run ``n`` pairs of the metadata mix, untimed (what callgrind counts in [3]): a seeded
+    sequence of 4096 (victim, size) choices, cycled, so the loop itself costs little."""
+    meta = [SIZEOF[k] for k, w in METADATA_MIX for _ in range(w)]
+    rng = random.Random(1)
+    seq = [(rng.randrange(2000), rng.choice(meta)) for _ in range(4096)]
+    get, put = frame_source()
+    t = Tlsf("bench", get, put)
+    slots = [t.alloc(rng.choice(meta)) for _ in range(2000)]
+    alloc, free = t.alloc, t.free
+    for k in range(n):
+        i, s = seq[k & 4095]
+        free(slots[i])
+        slots[i] = alloc(s)
+
+
+def instructions_per_pair():
+    """[3]: callgrind's instruction totals at 10,000 and 30,000 pairs."""
+    totals = []
+    for n in (10_000, 30_000):
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                              sys.executable, os.path.abspath(__file__), "--pairs-only", str(n)],
+                             capture_output=True, text=True, check=True).stderr
+        totals.append(int(re.search(r"Collected : (\d+)", out).group(1)))
+    return (totals[1] - totals[0]) / 20_000
 
 
 def codec_figures(pages, repeat):
@@ -119,16 +172,16 @@ def codec_figures(pages, repeat):
         assert all(dec(d) == p for d, p in zip(datas, pages))
 
         def run_c():
-            t0 = time.perf_counter()
+            t0 = clock()
             for p in pages:
                 comp(p)
-            return time.perf_counter() - t0
+            return since(t0)
 
         def run_d():
-            t0 = time.perf_counter()
+            t0 = clock()
             for d in datas:
                 dec(d)
-            return time.perf_counter() - t0
+            return since(t0)
         tc = best_of(repeat, run_c) / n * 1e6
         td = best_of(repeat, run_d) / n * 1e6
         sizes = [len(d) for d in datas]
@@ -146,13 +199,23 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--live", type=int, default=2000, help="blocks kept allocated")
     ap.add_argument("--per-file", type=int, default=4, help="pages taken from each file")
+    ap.add_argument("--instructions", action="store_true",
+                    help="only [3]: instructions per pair under callgrind")
+    ap.add_argument("--pairs-only", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.pairs_only is not None:
+        return pairs_only(args.pairs_only)
+    if args.instructions:
+        print(f"[3] Tlsf, metadata mix: {instructions_per_pair():,.0f} instructions per "
+              f"alloc/free pair (callgrind, Python {platform.python_version()})")
+        return
     pairs = 50_000 if args.quick else 200_000
     npages = 2000 if args.quick else 10_000
     print(f"bench_tlsf — Python {platform.python_version()} ({platform.python_implementation()}), "
           f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
 
-    pages = list(file_pages(DEFAULT_ROOTS, limit=npages, per_file=args.per_file))
+    pages = [p for root in DEFAULT_ROOTS
+             for p in file_pages([root], limit=npages // 2, per_file=args.per_file)]
     lzo = get_codec(available()[0])
     csizes = [s for s in (len(lzo.compress(p)) for p in pages) if 0 < s <= LARGEST_FIT]
     meta = [SIZEOF[k] for k, w in METADATA_MIX for _ in range(w)]
@@ -160,7 +223,7 @@ def main(argv=None):
           f"best of {args.repeat}")
     print(f"    {'mix':<12}{'no lock':>9}{'SpinLock':>10}{'MemPool':>9}{'frames':>8}"
           f"{'used/total':>12}")
-    for label, sizes in (("metadata", meta), (f"compressed", csizes)):
+    for label, sizes in (("metadata", meta), ("compressed", csizes)):
         ns, pool = tlsf_pairs(sizes, args.live, pairs, 1, False, args.repeat)
         ns_lock, _ = tlsf_pairs(sizes, args.live, pairs, 1, True, args.repeat)
         ns_mp = mempool_pairs(sizes, args.live, pairs, 1, args.repeat)
@@ -170,8 +233,9 @@ def main(argv=None):
     print(f"    (compressed mix: {len(csizes)} LZO1X-1 sizes of real pages, "
           f"mean {sum(csizes) / len(csizes):.0f} B)")
 
-    print(f"\n[2] codecs on {len(pages)} real pages ({args.per_file} per file from "
-          f"{', '.join(DEFAULT_ROOTS)}), best of {args.repeat}")
+    print(f"\n[2] codecs on {len(pages)} real pages (half from each of "
+          f"{', '.join(DEFAULT_ROOTS)}, the first {args.per_file} of each file), "
+          f"best of {args.repeat}")
     print(f"    {'codec':<9}{'µs/page c':>10}{'µs/page d':>10}{'ratio':>7}{'stored':>8}"
           f"{'>=4064':>8}{'4033-63':>9}  library")
     for name, lib, tc, td, ratio, stored, poor, gap in codec_figures(pages, args.repeat):
@@ -179,6 +243,9 @@ def main(argv=None):
               f"{gap:>8.2f}%  {lib}")
     print("    ratio: 4096*pages / compressed bytes; stored: the same with pages of size >= 4064"
           " kept raw (4096 B)")
+    if BUSY:
+        print(f"\n[{len(BUSY)} figures had wall/cpu up to {max(BUSY):.2f}: the machine was busy, "
+              f"rerun before keeping them]")
 
 
 if __name__ == "__main__":
