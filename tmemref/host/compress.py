@@ -56,18 +56,13 @@ class CodecFallbackWarning(UserWarning):
 class Codec:
     """Xen: the compressor tmem calls on each put of a compressing client (LZO1X-1 in Xen).
 
-    A codec of this module: ``compress`` one page, ``decompress`` back to exactly ``size``
-    bytes. Both O(len(data)) in the C library; no state is shared between calls of different
-    threads.
+    The base of this module's codecs. Each subclass has ``compress(page) -> bytes`` and
+    ``decompress(data, size=4096) -> bytes`` (exactly ``size`` bytes, else
+    :class:`DecompressError`), both O(len(data)) in the C library; no state is shared between
+    calls of different threads.
     """
     __slots__ = ("library",)
     name = ""            # registry name (subclasses)
-
-    def compress(self, page) -> bytes:
-        raise NotImplementedError
-
-    def decompress(self, data, size: int = PAGE_SIZE) -> bytes:
-        raise NotImplementedError
 
     def _exact(self, out: bytes, size: int) -> bytes:
         if len(out) != size:
