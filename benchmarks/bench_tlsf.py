@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tlsf.py            # about 40 s
     python benchmarks/bench_tlsf.py --quick    # about 10 s
-    python benchmarks/bench_tlsf.py --instructions   # [3] only (needs valgrind; about 1 min)
+    python benchmarks/bench_tlsf.py --instructions   # [3] only (needs valgrind; about 2 min)
 
 [1] ns per alloc/free pair of :class:`tmemref.host.tlsf.Tlsf` in a steady state: ``--live``
     blocks stay allocated; each pair frees one of them (chosen at random) and allocates a new
@@ -19,9 +19,9 @@
     (``size >= 4064``, compress_poor) and the share Xen's TLSF could not hold although under
     4064 (``LARGEST_FIT < size < 4064``).
 [3] (``--instructions``) CPU instructions per alloc/free pair, counted by valgrind's callgrind:
-    the metadata mix run with 10,000 and with 30,000 pairs (``--pairs-only N``), the difference
-    of the two totals divided by 20,000 — deterministic, so it does not move with the load of
-    the machine as the times above do.
+    the metadata mix run with 10,000 and with 30,000 pairs, the difference of the two totals
+    divided by 20,000; for Tlsf and for the MemPool stand-in. Deterministic, so it does not move
+    with the load of the machine as the times above do.
 
 Every time is the best of ``--repeat`` (3) runs measured with ``time.perf_counter``, sizes and
 choices made before timing from a seeded ``random.Random``; the garbage collector stays on.
@@ -135,28 +135,43 @@ def mempool_pairs(sizes, live, pairs, seed, repeat):
     return best_of(repeat, run) / pairs * 1e9
 
 
-def pairs_only(n):
-    """Run ``n`` pairs of the metadata mix, untimed (what callgrind counts in [3]): a seeded
-    sequence of 4096 (victim, size) choices, cycled, so the loop itself costs little."""
+def pairs_only(n, target="tlsf"):
+    """Run ``n`` pairs of the metadata mix on ``target`` ("tlsf" or the "mempool" stand-in),
+    untimed (what callgrind counts in [3]): a seeded sequence of 4096 (victim, size) choices,
+    cycled, so the loop itself costs little."""
     meta = [SIZEOF[k] for k, w in METADATA_MIX for _ in range(w)]
     rng = random.Random(1)
     seq = [(rng.randrange(2000), rng.choice(meta)) for _ in range(4096)]
-    get, put = frame_source()
-    t = Tlsf("bench", get, put)
-    slots = [t.alloc(rng.choice(meta)) for _ in range(2000)]
-    alloc, free = t.alloc, t.free
-    for k in range(n):
-        i, s = seq[k & 4095]
-        free(slots[i])
-        slots[i] = alloc(s)
+    first = [rng.choice(meta) for _ in range(2000)]
+    if target == "tlsf":
+        get, put = frame_source()
+        t = Tlsf("bench", get, put)
+        slots = [t.alloc(s) for s in first]
+        alloc, free = t.alloc, t.free
+        for k in range(n):
+            i, s = seq[k & 4095]
+            free(slots[i])
+            slots[i] = alloc(s)
+    else:
+        p = MemPool(HostMemory(2064))
+        for s in first:
+            p.alloc(s)
+        slots = first
+        alloc, free = p.alloc, p.free
+        for k in range(n):
+            i, s = seq[k & 4095]
+            free(slots[i])
+            alloc(s)
+            slots[i] = s
 
 
-def instructions_per_pair():
-    """[3]: callgrind's instruction totals at 10,000 and 30,000 pairs."""
+def instructions_per_pair(target):
+    """[3]: callgrind's instruction totals at 10,000 and 30,000 pairs on ``target``."""
     totals = []
     for n in (10_000, 30_000):
         out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                              sys.executable, os.path.abspath(__file__), "--pairs-only", str(n)],
+                              sys.executable, os.path.abspath(__file__), "--pairs-only", str(n),
+                              "--pairs-of", target],
                              capture_output=True, text=True, check=True).stderr
         totals.append(int(re.search(r"Collected : (\d+)", out).group(1)))
     return (totals[1] - totals[0]) / 20_000
@@ -202,12 +217,15 @@ def main(argv=None):
     ap.add_argument("--instructions", action="store_true",
                     help="only [3]: instructions per pair under callgrind")
     ap.add_argument("--pairs-only", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--pairs-of", default="tlsf", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pairs_only is not None:
-        return pairs_only(args.pairs_only)
+        return pairs_only(args.pairs_only, args.pairs_of)
     if args.instructions:
-        print(f"[3] Tlsf, metadata mix: {instructions_per_pair():,.0f} instructions per "
-              f"alloc/free pair (callgrind, Python {platform.python_version()})")
+        print(f"[3] instructions per alloc/free pair, metadata mix (callgrind, Python "
+              f"{platform.python_version()}):")
+        for target in ("tlsf", "mempool"):
+            print(f"    {target:<8}{instructions_per_pair(target):>8,.0f}")
         return
     pairs = 50_000 if args.quick else 200_000
     npages = 2000 if args.quick else 10_000

@@ -256,9 +256,12 @@ class Tlsf:
                 prev_ = self._prev
                 prev_[b2] = b
                 prev_[b + BHDR_OVERHEAD + bsize] = b2
-                lst = lists[_INSERT[rest]]             # self._insert(b2, rest), inlined
+                i = _INSERT[rest]                      # self._insert(b2, rest), inlined
+                lst = lists[i]
                 if not lst:
-                    self._set_bits(_INSERT[rest])
+                    fl = i >> MAX_LOG2_SLI
+                    sl_bm[fl] |= 1 << (i & 31)
+                    self._fl |= 1 << fl
                 lst[b2] = None
                 size_[b] = want | (w & PREV_FREE)
             else:
@@ -337,9 +340,12 @@ class Tlsf:
                 self._put_frame(f)
                 return
             size_[b] = bsize | FREE_BLOCK
-            lst = lists[_INSERT[bsize]]                # self._insert(b, bsize), inlined
+            i = _INSERT[bsize]                         # self._insert(b, bsize), inlined
+            lst = lists[i]
             if not lst:
-                self._set_bits(_INSERT[bsize])
+                fl = i >> MAX_LOG2_SLI
+                self._sl[fl] |= 1 << (i & 31)
+                self._fl |= 1 << fl
             lst[b] = None
             size_[nxt] |= PREV_FREE
         finally:
