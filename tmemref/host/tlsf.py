@@ -9,18 +9,21 @@ region ends with a sentinel header of size 0::
     offset 0     16               16+s   32+s               4080        4096
            | hdr | payload (s bytes) | hdr | payload ... |  | sentinel hdr |
 
-A fresh region is one free block of ``PAGE_SIZE - 2 * BHDR_OVERHEAD`` = 4064 bytes, which is
-therefore the largest allocation Xen allows (:data:`MAX_ALLOC`; tmem keeps a compressed page
-iff ``0 < size < MAX_ALLOC``).
+A fresh region is one free block of ``PAGE_SIZE - 2 * BHDR_OVERHEAD`` = 4064 bytes, the
+largest block there can be, which Xen reports as the pool's maximum allocation
+(:data:`MAX_ALLOC`, ``xmem_pool_maxalloc``; tmem keeps a compressed page iff
+``0 < size < MAX_ALLOC``).
 
 Free blocks sit on segregated free lists indexed by two levels: the first level (``fl``) is the
 power of two of the size (sizes below 128 bytes all go to ``fl`` 0), the second (``sl``) splits
 that power of two into 32 equal steps. A bitmap per level says which lists are non-empty, so
 finding a list with a big enough block is a couple of bit tricks, O(1). A request is rounded
 *up* to the start of the next class (:func:`mapping_search`), so any block on that list or a
-higher one fits ("good fit"): a consequence worth knowing is that requests of
+higher one fits ("good fit"). A consequence worth knowing: requests of
 ``LARGEST_FIT + 1 .. MAX_ALLOC`` (4033..4064 bytes) round up to 4096 and can never be served,
-although they are below :data:`MAX_ALLOC`.
+although they are below :data:`MAX_ALLOC`; so in Xen 4.12 a page that compresses to 4033..4063
+bytes is kept "compressed", its allocation fails, and the put fails with -ENOMEM
+(``compress_nomem``) where storing it whole would have worked.
 
 The named cases, used in the code, the tests and the book:
 
