@@ -570,5 +570,7 @@ def test_picture_draws_bitmaps_lists_and_frames():
     assert src == draw(t.describe()).source           # from the pool or its snapshot
     assert "frame 5" in src and "(0,28)" in src and "(5,25)" in src
     assert src.count("f5:b128") == 1                   # the free block's list edge
+    from tmemref.viz.tlsf import MARK
+    assert MARK not in src and src.count(MARK) + 1 == draw(t, mark=[c]).source.count(MARK)
     import subprocess
     subprocess.run(["dot", "-Tsvg"], input=src.encode(), check=True, capture_output=True)
