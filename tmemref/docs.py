@@ -276,10 +276,11 @@ def import_edges(package: str = "tmemref") -> List[Tuple[str, str, bool]]:
     return sorted((a, b, lazy) for (a, b), lazy in edges.items())
 
 
-def third_party_imports(units: Sequence[str], package: str = "tmemref") -> List[str]:
+def third_party_imports(units: Sequence[str], package: str = "tmemref", *,
+                        eager_only: bool = False) -> List[str]:
     """Top-level names of the modules outside ``package`` and outside Python's standard
     library (``sys.stdlib_module_names``) that the modules of ``units`` import, lazily or
-    not; sorted.
+    not (only at module level with ``eager_only``); sorted.
 
     >>> third_party_imports(["errors"]), third_party_imports(["core"])
     ([], ['numpy'])
@@ -291,9 +292,10 @@ def third_party_imports(units: Sequence[str], package: str = "tmemref") -> List[
         spec = importlib.util.find_spec(name)
         with open(spec.origin, encoding="utf-8") as f:
             source = f.read()
-        for target, _ in _imports_of(name, ispkg, source):
+        for target, lazy in _imports_of(name, ispkg, source):
             top = target.split(".")[0]
-            if top and top != package and top not in sys.stdlib_module_names:
+            if top and top != package and top not in sys.stdlib_module_names \
+                    and not (eager_only and lazy):
                 found.add(top)
     return sorted(found)
 

@@ -19,6 +19,7 @@ imports this package.
 :func:`lru`                               the global and per-client ephemeral lists
 :func:`frame_map`, :func:`frame_map_figure`  where every frame is (grid), as graphviz or
                                           matplotlib; :func:`frame_counts` the numbers
+:func:`tlsf`                              a TLSF pool: bitmaps, free lists, one row per frame
 :func:`explorer`                          kernel-free slider over precomputed pictures
 :func:`record`                            apply steps to a host, picture after each
 :func:`to_svg`                            inline SVG of any picture
@@ -27,10 +28,11 @@ imports this package.
 from .explore import explorer, record, to_svg
 from .frames import frame_counts, frame_map, frame_map_figure, frame_states
 from .lists import lru
+from .tlsf import tlsf
 from .trees import (CasePictures, case_pictures, copy_radix, copy_rbtree, item_text,
                     oid_key_label, radix, rbtree)
 from .web import web
 
 __all__ = ["web", "rbtree", "radix", "case_pictures", "CasePictures", "copy_rbtree",
            "copy_radix", "item_text", "oid_key_label", "lru", "frame_map", "frame_map_figure", "frame_states",
-           "frame_counts", "explorer", "record", "to_svg"]
+           "frame_counts", "tlsf", "explorer", "record", "to_svg"]

@@ -1,0 +1,551 @@
+"""Xen: ``xen/common/xmalloc_tlsf.c`` — the Two-Level Segregated Fit allocator behind tmem's
+sub-page allocations (objects, pgps, radix nodes, compressed pages).
+
+A pool (:class:`Tlsf`, Xen's ``struct xmem_pool``) grows by one frame at a time. Each frame is
+one *region*, tiled by *blocks*; every block starts with a 16-byte header (the x86-64 layout of
+Xen's ``struct bhdr``: the previous block's address, then the size with two flag bits) and the
+region ends with a sentinel header of size 0::
+
+    offset 0     16               16+s   32+s               4080        4096
+           | hdr | payload (s bytes) | hdr | payload ... |  | sentinel hdr |
+
+A fresh region is one free block of ``PAGE_SIZE - 2 * BHDR_OVERHEAD`` = 4064 bytes, the
+largest block there can be, which Xen reports as the pool's maximum allocation
+(:data:`MAX_ALLOC`, ``xmem_pool_maxalloc``; tmem keeps a compressed page iff
+``0 < size < MAX_ALLOC``).
+
+Free blocks sit on segregated free lists indexed by two levels: the first level (``fl``) is the
+power of two of the size (sizes below 128 bytes all go to ``fl`` 0), the second (``sl``) splits
+that power of two into 32 equal steps. A bitmap per level says which lists are non-empty, so
+finding a list with a big enough block is a couple of bit tricks, O(1). A request is rounded
+*up* to the start of the next class (:func:`mapping_search`), so any block on that list or a
+higher one fits ("good fit"). A consequence worth knowing: requests of
+``LARGEST_FIT + 1 .. MAX_ALLOC`` (4033..4064 bytes) round up to 4096 and can never be served,
+although they are below :data:`MAX_ALLOC`; so in Xen 4.12 a page that compresses to 4033..4063
+bytes is kept "compressed", its allocation fails, and the put fails with -ENOMEM
+(``compress_nomem``) where storing it whole would have worked.
+
+The named cases, used in the code, the tests and the book:
+
+* **region-new** — no list has a big enough block: take a frame (``get_frame``) and make it one
+  free block. The first frame is taken this way too, lazily, on the first allocation;
+* **split** — the block found is at least a header plus a minimum block bigger than asked: the
+  tail becomes a free block of its own, on its free list;
+* **no-split** — the leftover would be too small to be a block: the whole block is handed out;
+* **coalesce-next** / **coalesce-prev** — a freed block merges with a free physical neighbour
+  after / before it (both may happen on one free);
+* **region-return** — after coalescing, the free block spans its whole region: the frame goes
+  back at once (``put_frame``).
+
+>>> frames = [7, 3]
+>>> t = Tlsf("demo", frames.pop, frames.append)
+>>> a = t.alloc(100); hex(a), t.usable_size(a), t.num_regions       # region-new, then split
+('0x3010', 112, 1)
+>>> t.used_size                                   # 112 + 16 (header) + 16 (sentinel)
+144
+>>> t.free(a); t.num_regions, frames                                # region-return
+(0, [7, 3])
+"""
+from __future__ import annotations
+
+from ..errors import InvariantError
+from .frames import PAGE_SIZE
+
+__all__ = ["Tlsf", "MAX_ALLOC", "LARGEST_FIT", "BHDR_OVERHEAD", "MIN_BLOCK_SIZE", "MEM_ALIGN",
+           "MAX_SLI", "FL_COUNT", "mapping_insert", "mapping_search", "class_range"]
+
+PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+POINTER_SIZE = 8                                  # x86-64
+MEM_ALIGN = 2 * POINTER_SIZE                      # every block size is a multiple of this
+MIN_BLOCK_SIZE = 2 * POINTER_SIZE                 # payload of a free block: its two list links
+BHDR_SIZE = POINTER_SIZE + 8 + MIN_BLOCK_SIZE     # struct bhdr: prev_hdr, u32 size (padded), links
+BHDR_OVERHEAD = BHDR_SIZE - MIN_BLOCK_SIZE        # header bytes in front of every payload: 16
+MAX_ALLOC = PAGE_SIZE - 2 * BHDR_OVERHEAD         # a region's single free block: 4064
+
+MAX_LOG2_SLI = 5
+MAX_SLI = 1 << MAX_LOG2_SLI                       # second-level lists per power of two: 32
+FLI_OFFSET = 6                                    # fl 1 starts at 2**(FLI_OFFSET + 1) = 128
+SMALL_BLOCK = 128                                 # below: fl 0, one list per 4 bytes
+MAX_FLI = 30
+REAL_FLI = MAX_FLI - FLI_OFFSET                   # first-level bits in Xen's bitmap: 24
+
+FREE_BLOCK = 0x1                                  # size word bit 0: this block is free
+PREV_FREE = 0x2                                   # size word bit 1: the block before is free
+SIZE_MASK = ~0x3
+
+#: Named cases (see the module docstring).
+REGION_NEW, SPLIT, NO_SPLIT = "region-new", "split", "no-split"
+COALESCE_NEXT, COALESCE_PREV, REGION_RETURN = "coalesce-next", "coalesce-prev", "region-return"
+
+
+def mapping_insert(size: int) -> tuple:
+    """``(fl, sl)`` of the free list a free block of ``size`` bytes goes on. O(1).
+
+    >>> mapping_insert(112), mapping_insert(240), mapping_insert(MAX_ALLOC)
+    ((0, 28), (1, 28), (5, 31))
+    """
+    if size < SMALL_BLOCK:
+        return 0, size // (SMALL_BLOCK // MAX_SLI)
+    fl = size.bit_length() - 1
+    return fl - FLI_OFFSET, (size >> (fl - MAX_LOG2_SLI)) - MAX_SLI
+
+
+def mapping_search(size: int) -> tuple:
+    """``(block, fl, sl)`` for a request of ``size`` bytes: the request rounded to the minimum
+    block and the alignment, then up to the start of its class, and that class, where the search
+    starts. Any block on list ``(fl, sl)`` or a higher one has at least ``block`` bytes. O(1).
+
+    >>> mapping_search(1), mapping_search(100), mapping_search(2064), mapping_search(4033)
+    ((16, 0, 4), (112, 0, 28), (2112, 5, 1), (4096, 6, 0))
+    """
+    r = MIN_BLOCK_SIZE if size < MIN_BLOCK_SIZE else (size + MEM_ALIGN - 1) & -MEM_ALIGN
+    if r < SMALL_BLOCK:
+        return r, 0, r // (SMALL_BLOCK // MAX_SLI)
+    t = (1 << (r.bit_length() - 1 - MAX_LOG2_SLI)) - 1
+    r += t
+    fl = r.bit_length() - 1
+    return r & ~t, fl - FLI_OFFSET, (r >> (fl - MAX_LOG2_SLI)) - MAX_SLI
+
+
+def class_range(fl: int, sl: int) -> tuple:
+    """``(lo, hi)``: the block sizes ``lo <= size < hi`` that list ``(fl, sl)`` holds. O(1)."""
+    if fl == 0:
+        step = SMALL_BLOCK // MAX_SLI
+        return sl * step, (sl + 1) * step
+    step = 1 << (fl + FLI_OFFSET - MAX_LOG2_SLI)
+    lo = (1 << (fl + FLI_OFFSET)) + sl * step
+    return lo, lo + step
+
+
+#: Largest request that can be served (its rounded size still fits a fresh region).
+LARGEST_FIT = max(s for s in range(1, MAX_ALLOC + 1) if mapping_search(s)[0] <= MAX_ALLOC)
+#: First-level classes a one-frame region can use (fl 0..5; Xen's bitmap has REAL_FLI bits).
+FL_COUNT = mapping_insert(MAX_ALLOC)[0] + 1
+
+# Precomputed tables, indexed by size (every size here is <= MAX_ALLOC).
+_SEARCH = [None] + [(b, fl, -1 << sl) if b <= MAX_ALLOC else None
+                    for b, fl, sl in map(mapping_search, range(1, MAX_ALLOC + 1))]
+_FFS = {1 << i: i for i in range(max(REAL_FLI, MAX_SLI))}      # lowest set bit -> its index
+_INSERT = [fl << MAX_LOG2_SLI | sl for fl, sl in map(mapping_insert, range(MAX_ALLOC + 1))]
+
+
+class Tlsf:
+    """Xen: ``struct xmem_pool`` — one TLSF pool whose regions are single frames.
+
+    ``Tlsf(name, get_frame, put_frame, *, lock=None)``: ``get_frame()`` returns a frame number
+    or None; ``put_frame(f)`` takes one back. ``lock`` (a :class:`~tmemref.host.locks.SpinLock`
+    of rank ``RANK_XMEM``) is held around the pool's changes, *released* around ``get_frame``
+    (Xen drops the pool lock to call ``get_mem``, which may reach the heap, a lower rank) and
+    held around ``put_frame``.
+
+    ==========================  ============================================================
+    :meth:`alloc`               ``size`` bytes -> payload address ``frame << 12 | offset``
+    :meth:`free`                give a block back (coalesce, maybe return its frame)
+    :meth:`usable_size`         bytes a block really has (its request rounded up)
+    :meth:`destroy`             give every frame back
+    :meth:`describe`            plain-data snapshot for pictures
+    :meth:`check`               verify the invariants below
+    ==========================  ============================================================
+
+    Counters: ``used_size`` (Xen's: payload and header of every used block, plus each region's
+    sentinel header), ``num_regions`` (frames held), ``total_size`` (their bytes), ``failed``
+    (allocations that returned None, Xen's ``alloc_failed``).
+
+    Invariants (:meth:`check`):
+
+    1. The bitmaps match the free lists: bit ``sl`` of ``sl_bitmap[fl]`` is set iff list
+       ``(fl, sl)`` is non-empty, and bit ``fl`` of ``fl_bitmap`` iff ``sl_bitmap[fl] != 0``.
+    2. Every block on list ``(fl, sl)`` is free and its size maps to ``(fl, sl)``; every free
+       block is on a list.
+    3. The blocks tile each held region exactly: from offset 0, each header follows the previous
+       payload, sizes are multiples of 16 and at least 16, and the last header is the size-0
+       sentinel at ``PAGE_SIZE - 16``; no header lies outside a region's chain.
+    4. Each block's ``prev`` link names the block physically before it (None for the first),
+       and its ``PREV_FREE`` bit says whether that block is free.
+    5. Free blocks are coalesced: no two free blocks are neighbours, and no region is one free
+       block (it would have been returned).
+    6. ``used_size`` and ``num_regions`` equal the sums over the regions.
+
+    Xen: a request that can never be served (over :data:`LARGEST_FIT`) is refused before any
+    frame is taken, where Xen's very first allocation takes (and keeps) its first region
+    before finding that out. ``destroy`` gives the frames
+    back, where ``xmem_pool_destroy`` only reports bytes still in use. No ``max_size``
+    (tmem passes 0: unlimited).
+    """
+    __slots__ = ("name", "lock", "_get_frame", "_put_frame", "_size", "_prev", "_lists",
+                 "_fl", "_sl", "_regions", "used_size", "num_regions", "failed")
+
+    def __init__(self, name: str, get_frame, put_frame, *, lock=None):
+        self.name = name                # pool name (Xen: "tmem", or a client's "client:N")
+        self.lock = lock                # SpinLock of rank RANK_XMEM, or None (single thread)
+        self._get_frame = get_frame     # () -> frame or None (Xen: get_mem)
+        self._put_frame = put_frame     # (frame) -> None (Xen: put_mem)
+        self._size: dict = {}           # header address -> size | FREE_BLOCK | PREV_FREE
+        self._prev: dict = {}           # header address -> header before it, None if first
+        # free lists, index fl << 5 | sl: {header: None} in insertion order, head = last key
+        # (a dict pops its last key and deletes any key in O(1), as Xen's doubly linked lists)
+        self._lists = [{} for _ in range(FL_COUNT * MAX_SLI)]
+        self._fl = 0                    # first-level bitmap
+        self._sl = [0] * REAL_FLI       # second-level bitmaps
+        self._regions: dict = {}        # frame -> None, the regions held (insertion ordered)
+        self.used_size = 0              # bytes used (Xen: used_size)
+        self.num_regions = 0            # frames held (Xen: num_regions)
+        self.failed = 0                 # allocations that returned None (Xen: alloc_failed)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of the frames held (Xen's total adds the pool struct itself)."""
+        return self.num_regions * PAGE_SIZE
+
+    @property
+    def frames(self) -> list:
+        """The frames held, sorted. O(regions log regions)."""
+        return sorted(self._regions)
+
+    def alloc(self, size: int):
+        """The payload address of a new block of at least ``size`` bytes, or None (counted in
+        ``failed``) if ``size > LARGEST_FIT`` or no frame could be had; then nothing changed.
+        Cases: region-new (maybe), split or no-split. O(1) plus ``get_frame``.
+
+        Xen: ``xmem_pool_alloc``.
+        """
+        if size.__class__ is not int or not 0 < size <= LARGEST_FIT:
+            return self._refuse(size)
+        want, fl, mask = _SEARCH[size]
+        lock = self.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            sl_bm = self._sl
+            while True:
+                t = sl_bm[fl] & mask                   # a big enough list in this fl?
+                if t:
+                    break
+                t = self._fl & (-2 << fl)              # else the first non-empty higher fl
+                if t:
+                    fl = _FFS[t & -t]
+                    t = sl_bm[fl]
+                    break
+                # region-new: drop the lock while the frame is fetched (Xen drops it for get_mem)
+                if lock is not None:
+                    lock.release()
+                try:
+                    f = self._get_frame()
+                finally:
+                    if lock is not None:
+                        lock.acquire()
+                if f is None:
+                    self.failed += 1
+                    return None
+                self._add_region(f)
+            bit = t & -t
+            i = fl << MAX_LOG2_SLI | _FFS[bit]
+            lists = self._lists
+            lst = lists[i]
+            b, _ = lst.popitem()                       # the list head (most recently inserted)
+            if not lst:
+                t = sl_bm[fl] = sl_bm[fl] ^ bit
+                if not t:
+                    self._fl ^= 1 << fl
+            size_ = self._size
+            w = size_[b]
+            bsize = w & SIZE_MASK
+            rest = bsize - want
+            if rest >= BHDR_SIZE:
+                # split: the tail becomes a free block (its successor's PREV_FREE stays set)
+                b2 = b + BHDR_OVERHEAD + want
+                rest -= BHDR_OVERHEAD
+                size_[b2] = rest | FREE_BLOCK
+                prev_ = self._prev
+                prev_[b2] = b
+                prev_[b + BHDR_OVERHEAD + bsize] = b2
+                i = _INSERT[rest]                      # self._insert(b2, rest), inlined
+                lst = lists[i]
+                if not lst:
+                    fl = i >> MAX_LOG2_SLI
+                    sl_bm[fl] |= 1 << (i & 31)
+                    self._fl |= 1 << fl
+                lst[b2] = None
+                size_[b] = want | (w & PREV_FREE)
+            else:
+                # no-split: hand out the whole block
+                size_[b + BHDR_OVERHEAD + bsize] &= ~PREV_FREE
+                size_[b] = w & ~FREE_BLOCK
+                want = bsize
+            self.used_size += want + BHDR_OVERHEAD
+            return b + BHDR_OVERHEAD
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _refuse(self, size):
+        """alloc's slow path: a bad size raises; one that cannot fit counts as failed."""
+        if size.__class__ is not int:
+            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"size must be positive, not {size}")
+        self.failed += 1
+        return None
+
+    def free(self, addr: int) -> None:
+        """Give back the block whose payload is at ``addr``. ``ValueError`` (nothing changes) if
+        ``addr`` is not the payload of an allocated block. Cases: coalesce-next, coalesce-prev,
+        region-return. O(1) plus ``put_frame``.
+
+        Xen: ``xmem_pool_free`` (which trusts its caller instead of raising).
+        """
+        if addr.__class__ is not int:
+            raise TypeError(f"address must be an int, not {type(addr).__name__}")
+        b = addr - BHDR_OVERHEAD
+        lock = self.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            size_ = self._size
+            w = size_.get(b)
+            if w is None or w & FREE_BLOCK or w < MIN_BLOCK_SIZE:   # unknown, free, sentinel
+                raise ValueError(f"{self.name}: {addr:#x} is not an allocated block")
+            bsize = w & SIZE_MASK
+            self.used_size -= bsize + BHDR_OVERHEAD
+            prev_, lists = self._prev, self._lists
+            nxt = b + BHDR_OVERHEAD + bsize
+            wn = size_[nxt]
+            if wn & FREE_BLOCK:
+                # coalesce-next: absorb the free block after
+                nsize = wn & SIZE_MASK
+                lst = lists[_INSERT[nsize]]            # self._extract(nxt, nsize), inlined
+                del lst[nxt]
+                if not lst:
+                    self._clear_bits(_INSERT[nsize])
+                del size_[nxt], prev_[nxt]
+                bsize += nsize + BHDR_OVERHEAD
+                nxt = b + BHDR_OVERHEAD + bsize
+            if w & PREV_FREE:
+                # coalesce-prev: the free block before absorbs this one
+                p = prev_[b]
+                psize = size_[p] & SIZE_MASK
+                lst = lists[_INSERT[psize]]            # self._extract(p, psize), inlined
+                del lst[p]
+                if not lst:
+                    self._clear_bits(_INSERT[psize])
+                del size_[b], prev_[b]
+                bsize += psize + BHDR_OVERHEAD
+                b = p
+            prev_[nxt] = b
+            if bsize == MAX_ALLOC:
+                # region-return: the block spans its whole frame (Xen: no block before it and
+                # the sentinel after it)
+                del size_[b], prev_[b], size_[nxt], prev_[nxt]
+                f = b >> PAGE_SHIFT
+                del self._regions[f]
+                self.num_regions -= 1
+                self.used_size -= BHDR_OVERHEAD          # the sentinel
+                self._put_frame(f)
+                return
+            size_[b] = bsize | FREE_BLOCK
+            i = _INSERT[bsize]                         # self._insert(b, bsize), inlined
+            lst = lists[i]
+            if not lst:
+                fl = i >> MAX_LOG2_SLI
+                self._sl[fl] |= 1 << (i & 31)
+                self._fl |= 1 << fl
+            lst[b] = None
+            size_[nxt] |= PREV_FREE
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def usable_size(self, addr: int) -> int:
+        """Payload bytes of the allocated block at ``addr`` (its request rounded up); ``ValueError``
+        if there is none. O(1)."""
+        w = self._size.get(addr - BHDR_OVERHEAD) if addr.__class__ is int else None
+        if w is None or w & FREE_BLOCK or not w & SIZE_MASK:
+            raise ValueError(f"{self.name}: {addr!r} is not an allocated block")
+        return w & SIZE_MASK
+
+    def destroy(self) -> int:
+        """Give every frame back, whatever is still allocated (the owner is gone); returns how
+        many. O(blocks)."""
+        lock = self.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            frames = list(self._regions)
+            self._size.clear()
+            self._prev.clear()
+            for lst in self._lists:
+                lst.clear()
+            self._regions.clear()
+            self._fl = 0
+            self._sl = [0] * REAL_FLI
+            self.used_size = self.num_regions = 0
+            for f in frames:
+                self._put_frame(f)
+            return len(frames)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # -- internals (caller holds the lock) ------------------------------------------------
+
+    def _insert(self, b: int, bsize: int) -> None:
+        """Push free block ``b`` on the head of its list (alloc and free inline this)."""
+        lst = self._lists[_INSERT[bsize]]
+        if not lst:
+            self._set_bits(_INSERT[bsize])
+        lst[b] = None
+
+    def _extract(self, b: int, bsize: int) -> None:
+        """Unlink free block ``b`` from its list (free inlines this)."""
+        lst = self._lists[_INSERT[bsize]]
+        del lst[b]
+        if not lst:
+            self._clear_bits(_INSERT[bsize])
+
+    def _set_bits(self, i: int) -> None:
+        """List ``i`` is no longer empty: set its bits in both bitmaps."""
+        fl = i >> MAX_LOG2_SLI
+        self._sl[fl] |= 1 << (i & 31)
+        self._fl |= 1 << fl
+
+    def _clear_bits(self, i: int) -> None:
+        """List ``i`` became empty: clear its bit, and its first-level bit if it was the last."""
+        fl = i >> MAX_LOG2_SLI
+        t = self._sl[fl] = self._sl[fl] & ~(1 << (i & 31))
+        if not t:
+            self._fl &= ~(1 << fl)
+
+    def _add_region(self, f: int) -> None:
+        """region-new: frame ``f`` becomes one free block and the sentinel after it."""
+        b = f << PAGE_SHIFT
+        end = b + PAGE_SIZE - BHDR_OVERHEAD
+        self._size[b] = MAX_ALLOC | FREE_BLOCK
+        self._prev[b] = None
+        self._size[end] = PREV_FREE                      # size 0, used: the sentinel
+        self._prev[end] = b
+        self._insert(b, MAX_ALLOC)
+        self._regions[f] = None
+        self.num_regions += 1
+        self.used_size += BHDR_OVERHEAD                  # only the sentinel counts as used
+
+    # -- pictures and checks ----------------------------------------------------------------
+
+    def _chain(self, f: int):
+        """``(header, word)`` of region ``f``'s blocks in address order, sentinel last; stops at
+        a missing header or a size that leaves the region."""
+        b = f << PAGE_SHIFT
+        end = b + PAGE_SIZE - BHDR_OVERHEAD
+        size_ = self._size
+        while b in size_ and b <= end:
+            w = size_[b]
+            yield b, w
+            if not w & SIZE_MASK:
+                return
+            b += BHDR_OVERHEAD + (w & SIZE_MASK)
+
+    def describe(self) -> dict:
+        """A plain-data snapshot for pictures: counters, the bitmaps, the non-empty free lists
+        ``(fl, sl, lo, hi, [payload addresses, head first])`` in class order, and per held
+        frame (sorted) its blocks ``(offset of header, size, "used" | "free" | "sentinel")``.
+        O(blocks)."""
+        regions = {}
+        for f in sorted(self._regions):
+            row = []
+            for b, w in self._chain(f):
+                state = "sentinel" if not w & SIZE_MASK else "free" if w & FREE_BLOCK else "used"
+                row.append((b - (f << PAGE_SHIFT), w & SIZE_MASK, state))
+            regions[f] = row
+        lists = []
+        for i, lst in enumerate(self._lists):
+            if lst:
+                fl, sl = i >> MAX_LOG2_SLI, i & 31
+                lists.append((fl, sl, *class_range(fl, sl),
+                              [b + BHDR_OVERHEAD for b in reversed(lst)]))
+        return {"name": self.name, "used_size": self.used_size, "total_size": self.total_size,
+                "num_regions": self.num_regions, "failed": self.failed,
+                "fl_bitmap": self._fl, "sl_bitmaps": list(self._sl[:FL_COUNT]),
+                "free_lists": lists, "regions": regions}
+
+    def _fail(self, n: int, msg: str):
+        raise InvariantError(f"tlsf {self.name} invariant {n}: {msg}")
+
+    def check(self) -> None:
+        """Verify invariants 1-6 of the class docstring; raise :class:`InvariantError` naming
+        the first broken one. O(blocks)."""
+        size_, prev_, lists, fail = self._size, self._prev, self._lists, self._fail
+        # 1. bitmaps <-> lists
+        if len(self._sl) != REAL_FLI or len(lists) != FL_COUNT * MAX_SLI:
+            fail(1, f"{len(self._sl)} second-level bitmaps, {len(lists)} lists")
+        for fl in range(REAL_FLI):
+            word = self._sl[fl]
+            for sl in range(MAX_SLI):
+                i = fl << MAX_LOG2_SLI | sl
+                on = bool(word >> sl & 1)
+                if on != (i < len(lists) and bool(lists[i])):
+                    fail(1, f"sl_bitmap[{fl}] bit {sl} is {int(on)} but list ({fl}, {sl}) "
+                            f"is {'non-' if not on else ''}empty")
+            if word >> MAX_SLI:
+                fail(1, f"sl_bitmap[{fl}] has bits above {MAX_SLI - 1}")
+            if bool(self._fl >> fl & 1) != bool(word):
+                fail(1, f"fl_bitmap bit {fl} disagrees with sl_bitmap[{fl}]")
+        if self._fl >> REAL_FLI:
+            fail(1, f"fl_bitmap has bits above {REAL_FLI - 1}")
+        # 2. list members are free blocks of the list's class; every free block is listed
+        listed = {}
+        for i, lst in enumerate(lists):
+            for b in lst:
+                w = size_.get(b)
+                if w is None or not w & FREE_BLOCK:
+                    fail(2, f"{b:#x} on list {divmod(i, MAX_SLI)} is not a free block")
+                s = w & SIZE_MASK
+                if s > MAX_ALLOC or _INSERT[s] != i:
+                    fail(2, f"{b:#x} of {s} B is on list {divmod(i, MAX_SLI)}")
+                listed[b] = i
+        for b, w in size_.items():
+            if w & FREE_BLOCK and b not in listed:
+                fail(2, f"free block {b:#x} is on no list")
+        # 3-5. tiling, links, coalescing
+        seen = 0
+        used = 0
+        for f in self._regions:
+            base = f << PAGE_SHIFT
+            end = base + PAGE_SIZE - BHDR_OVERHEAD
+            before, wbefore, count = None, 0, 0
+            for b, w in self._chain(f):
+                seen += 1
+                count += 1
+                s = w & SIZE_MASK
+                if s % MEM_ALIGN or (s < MIN_BLOCK_SIZE and b != end):
+                    fail(3, f"block {b:#x} has size {s}")
+                if prev_.get(b, 0) != before:
+                    fail(4, f"block {b:#x} links back to {prev_.get(b)!r}, not {before!r}")
+                if bool(w & PREV_FREE) != bool(wbefore & FREE_BLOCK):
+                    fail(4, f"block {b:#x} has PREV_FREE={int(bool(w & PREV_FREE))} but the "
+                            f"block before is {'free' if wbefore & FREE_BLOCK else 'used'}")
+                if w & FREE_BLOCK and wbefore & FREE_BLOCK:
+                    fail(5, f"free blocks {before:#x} and {b:#x} are neighbours")
+                if not s:
+                    if w & FREE_BLOCK:
+                        fail(3, f"sentinel {b:#x} is marked free")
+                    break
+                if not w & FREE_BLOCK:
+                    used += s + BHDR_OVERHEAD
+                before, wbefore = b, w
+            else:
+                fail(3, f"region {f} does not end with its sentinel")
+            if b != end:
+                fail(3, f"region {f} ends at offset {b - base}, not {end - base}")
+            if count == 2 and wbefore & FREE_BLOCK:
+                fail(5, f"region {f} is wholly free but still held")
+        if seen != len(size_) or len(prev_) != len(size_):
+            fail(3, f"{len(size_)} headers, {len(prev_)} links, {seen} in the regions' chains")
+        # 6. counters
+        if self.num_regions != len(self._regions):
+            fail(6, f"num_regions {self.num_regions} but {len(self._regions)} regions")
+        if self.used_size != used + BHDR_OVERHEAD * len(self._regions):
+            fail(6, f"used_size {self.used_size} but blocks and sentinels sum to "
+                    f"{used + BHDR_OVERHEAD * len(self._regions)}")
+
+    def __repr__(self):
+        return (f"<Tlsf {self.name} {self.num_regions} frames, {self.used_size} B used, "
+                f"{self.failed} failed>")
