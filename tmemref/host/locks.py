@@ -242,8 +242,8 @@ _REAL_OPS: dict = {}
 
 
 def _routed(op: str):
-    def method(self, *args):
-        return _sched.lock_op(self, op, *args)
+    def method(self):
+        return _sched.lock_op(self, op)
     method.__name__ = op
     return method
 
@@ -251,7 +251,8 @@ def _routed(op: str):
 def install_scheduler(sched) -> None:
     """Route every lock operation to ``sched`` (``sched.lock_op(lock, op)`` with ``op`` the
     method's name, ``sched.lock_held(lock)`` for ``held``, ``sched.yield_point(label)``);
-    ``None`` puts the threading primitives back. One scheduler per process at a time; O(1)."""
+    ``None`` puts the threading primitives back. One scheduler per process at a time; a bound
+    method taken before (``f = lock.acquire``) keeps the threading path. O(1)."""
     global _sched
     if sched is None:
         for (cls, name), real in _REAL_OPS.items():
@@ -262,10 +263,10 @@ def install_scheduler(sched) -> None:
     if _sched is not None:
         raise RuntimeError("a scheduler is already installed")
     for cls, ops in _SCHED_OPS.items():
-        public = {n for n in vars(cls) if not n.startswith("_")} - {"name", "rank", "readers",
-                                                                   "writer", "held"}
-        if public - set(ops):       # an operation the scheduler would not see: refuse
-            raise RuntimeError(f"{cls.__name__}.{sorted(public - set(ops))} not routed")
+        methods = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+        if methods - set(ops):      # an operation the scheduler would not see: refuse
+            raise RuntimeError(f"{cls.__name__}.{sorted(methods - set(ops))} not routed")
+    for cls, ops in _SCHED_OPS.items():
         for name in ops:
             if name in vars(cls):
                 _REAL_OPS[cls, name] = vars(cls)[name]

@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .sched import READ_OPS, Failure, Run, Scheduler, run
+from .sched import READ_OPS, Failure, Run, Scheduler, decode, run
 
 __all__ = ["Result", "explore", "pct", "replay", "main"]
 
@@ -339,8 +339,12 @@ def main(argv=None) -> int:
     scenario = SCENARIOS[a.scenario]
     print(f"{scenario.name}: {scenario.doc.splitlines()[0]}")
     if a.replay is not None:
+        try:
+            schedule = decode(a.replay)
+        except ValueError as e:
+            p.error(str(e))
         t0 = time.perf_counter()
-        r = replay(scenario, a.replay)
+        r = replay(scenario, schedule)
         print(r.format_trace())
         if r.failure:
             print(r.failure)

@@ -475,11 +475,11 @@ class Scheduler:
                                "scheduler runs")
         return c
 
-    def lock_op(self, lock, op: str, *args):
+    def lock_op(self, lock, op: str):
         """A lock operation of the running thread (called through the hook in
         :mod:`tmemref.host.locks`). Returns what the real operation returns."""
         if self.in_check:                   # check() taking a lock: the real one is free
-            return locks._REAL_OPS[type(lock), op](lock, *args)
+            return locks._REAL_OPS[type(lock), op](lock)
         c = self._me()
         if op in BLOCKING:
             locks._push(lock, True)         # the order checker, before waiting (may raise)
@@ -622,4 +622,8 @@ def run(scenario: Scenario, schedule=(), *, trace: bool = True) -> Run:
     thread ids; missing decisions take the default: go on with the current thread while it
     can, else the lowest-numbered runnable one). O(steps × threads)."""
     choices = decode(schedule) if isinstance(schedule, str) else tuple(schedule)
-    return Scheduler(scenario, _Default(choices), trace=trace).run()
+    r = Scheduler(scenario, _Default(choices), trace=trace).run()
+    if r.failure is None and len(r.choices) < len(choices):
+        r.failure = Failure("mismatch", f"the run ended after {len(r.choices)} of the "
+                            f"{len(choices)} decisions given", r.choices, r.steps)
+    return r
