@@ -5,17 +5,24 @@ Each run of :mod:`.sched` is named by its schedule; this module chooses which sc
 * :func:`explore` — **exhaustive, preemption-bounded** depth-first search (CHESS: Musuvathi and
   Qadeer, "Iterative context bounding for systematic testing of multithreaded programs", PLDI
   2007): every schedule with at most ``preemptions`` preemptions (switches away from a thread
-  that could have gone on; blocking, finishing and failed trylocks hand over for free). With
-  ``reduce=True`` it adds **sleep sets** (Godefroid, 1996), a partial-order reduction: after
-  exploring thread *t* at some point, the sibling branches keep *t* asleep until some thread
-  does something that does not commute with *t*'s pending operation, and a branch in which
-  every runnable thread is asleep is cut (``pruned``): its interleavings are reorderings of
-  ones explored already. Lock operations on different locks commute, and so do read operations
-  on the same rwlock (:func:`footprint`, :func:`dependent`)... This relies on the locking discipline (state touched between two points is
-  protected by a held lock, or follows a declared yield point), and combined with a preemption
-  bound it may cut an interleaving whose only representative inside the bound was the one
-  cut (Coons, Musuvathi and McKinley, "Bounded partial-order reduction", OOPSLA 2013); so the
-  verdicts of every shipped scenario are also checked with ``reduce=False``.
+  that could have gone on; blocking, finishing and failed trylocks hand over for free).
+  With ``reduce=True`` it adds **sleep sets** (Godefroid, "Partial-order methods for the
+  verification of concurrent systems", 1996), a partial-order reduction: once the branch
+  "thread *t* runs its next step here" is explored, the sibling branches keep *t* asleep —
+  never chosen — until some thread takes a step that does not commute with *t*'s step, and a
+  branch in which every runnable thread is asleep is cut short (``pruned``): what follows
+  would only reorder steps explored already. Whether two steps commute is read from their
+  *footprints* (:func:`footprint`, :func:`dependent`): the lock each operates on (two reads of
+  one rwlock commute; operations on different locks commute) and the counter a yield point
+  writes or the step before it read. Footprints are observed in the run that explored the
+  branch, so lock names must be stable across runs (``Scheduler.lock_key``). Two caveats:
+  the reduction trusts the locking discipline (shared state is touched under a
+  held lock, or next to a declared yield point), so the verdict of every shipped scenario is
+  also checked with ``reduce=False``; and with a preemption bound, commuting a sleeper's step
+  earlier can turn a free switch (a thread blocked on a lock the sleeper holds) into a
+  preemption the bound forbids (Coons, Musuvathi and McKinley, "Bounded partial-order
+  reduction", OOPSLA 2013) — so a sleeper whose step touches a lock some thread is blocked on
+  is woken. ``benchmarks/bench_explore.py`` measures schedules and seconds both ways.
 * :func:`pct` — **randomised**, PCT (Burckhardt, Kothari, Musuvathi and Nagarakatte, "A
   randomized scheduler with probabilistic guarantees of finding bugs", ASPLOS 2010): random
   thread priorities, ``depth - 1`` random points where the running thread drops to the lowest
@@ -114,6 +121,8 @@ class _Dfs:
             if i == n - 1 and len(cands) > 1 and self.reduce:
                 self.sleep = dict(self.sleep0)
         else:
+            if self.sleep:
+                self._wake_for_blocked(s)
             sleep = self.sleep or {}
             awake = [x for x in cands if x not in sleep]
             if not awake:
@@ -136,6 +145,14 @@ class _Dfs:
             point[6] = fp
         if self.sleep:
             self.sleep = {z: f for z, f in self.sleep.items() if not dependent(f, fp)}
+
+    def _wake_for_blocked(self, s) -> None:
+        """Wake a sleeper whose step touches a lock another thread is blocked on. Its step may
+        be what lets that thread go on; commuted earlier, it would turn this free switch (a
+        blocked thread hands over) into a preemption, which the bound may forbid."""
+        for b in s.blocked():
+            waits = footprint(s, s.pending(b), None)
+            self.sleep = {z: f for z, f in self.sleep.items() if not dependent(f, waits)}
 
     def children(self, choices: tuple) -> list:
         """The sibling branches this run opened, in order: ``(prefix, sleep set)``. A sibling

@@ -452,6 +452,10 @@ class Scheduler:
         y = c.yielded_at
         return y is not None and any(u.last_run < y for u in enabled if u is not c)
 
+    def blocked(self) -> list:
+        """Ids of the live threads whose pending operation cannot proceed (waiting for a lock)."""
+        return [c.tid for c in self.cpus if not c.done and not self._enabled(c)]
+
     def pending(self, tid: int):
         """Thread ``tid``'s next operation: ``(op, lock)`` or ``("op"/"yield", label)``."""
         return self.cpus[tid].pending
