@@ -12,7 +12,7 @@ from tmemref.host import locks
 from tmemref.host.locks import SpinLock, yield_point
 from tmemref.sim.explore import explore, main, pct, replay
 from tmemref.sim.races import SCENARIOS
-from tmemref.sim.sched import Finding, Scenario, World, decode, encode, run
+from tmemref.sim.sched import Finding, Scenario, Scheduler, World, decode, encode, run
 
 EXPECTED = {"naive-evict": "deadlock", "evict": "none", "no-guard": "livelock", "guard": "none",
             "counters": "drift", "pool-lookup-race": "invariant", "lock-leak": "exception"}
@@ -150,6 +150,15 @@ def test_a_spinning_trylock_does_not_starve_the_holder():
     assert r.verdict == "none" and r.schedules > 3
 
 
+def test_a_thread_blocked_outside_the_scheduler_is_reported_stuck():
+    import threading
+    gate = threading.Event()
+    r = Scheduler(_one_thread(gate.wait), stuck_seconds=0.3).run()
+    gate.set()
+    assert r.failure.kind == "stuck" and "in wait" in r.failure.message    # t0's stack
+    assert locks._sched is None
+
+
 def test_held_and_held_locks_follow_the_model_and_the_hook_is_removed():
     before = (locks.SpinLock.acquire, locks.RWLock.read_lock, locks.SpinLock.held)
     seen = []
@@ -182,6 +191,36 @@ def test_schedule_text_round_trips_and_mismatches_are_reported():
     with pytest.raises(ValueError):
         decode("a1b?")
     assert replay(AB_BA, "b" * 20).failure.kind == "mismatch"
+
+
+def _corrupt_1(s, lock):
+    s.state[lock].writer, s.state[lock].readers = 0, {1: 1}
+
+
+def _corrupt_3(s, lock):
+    s.state[lock].writer, s.nheld = 0, 1
+
+
+@pytest.mark.parametrize("n, corrupt", [
+    (1, _corrupt_1),
+    (2, lambda s, lock: setattr(s, "nheld", 1)),
+    (3, _corrupt_3),
+    (4, lambda s, lock: setattr(s.cpus[0], "pending", ("op", "again"))),
+    (5, lambda s, lock: setattr(s, "preemptions", s.steps + 1)),
+])
+def test_scheduler_model_invariants(n, corrupt):
+    s = Scheduler(SCENARIOS["evict"], check_model=True)    # check() after every lock operation
+    assert s.run().failure is None
+    s.check()
+    corrupt(s, next(iter(s.state)))
+    with pytest.raises(InvariantError, match=f"scheduler invariant {n}"):
+        s.check()
+
+
+def test_the_model_holds_in_every_scenario():
+    for name, scenario in SCENARIOS.items():
+        checked, plain = Scheduler(scenario, check_model=True).run(), run(scenario)
+        assert repr(checked.failure) == repr(plain.failure), name
 
 
 # --- the shipped scenarios ----------------------------------------------------------------------

@@ -59,7 +59,7 @@ from .sched import READ_OPS, Failure, Run, Scheduler, decode, run
 __all__ = ["Result", "explore", "pct", "replay", "main"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """What an exploration found."""
     scenario: str                 # scenario name

@@ -90,7 +90,7 @@ class ScheduleMismatch(Exception):
     """A replayed schedule chose a thread that cannot run at that point."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class World:
     """One run's program: threads and checks, built fresh for every run.
 
@@ -100,27 +100,27 @@ class World:
     ``final(results)``: after a clean run, with ``results[tid]`` the list of return values;
     raises :class:`Finding`. ``label(lock)``: a display name, or None for ``name#k``.
     """
-    threads: tuple
-    check: Optional[Callable] = None
-    final: Optional[Callable] = None
-    label: Optional[Callable] = None
+    threads: tuple                           # ((name, ((label, fn), ...)), ...)
+    check: Optional[Callable] = None         # invariants; None: nothing to check
+    final: Optional[Callable] = None         # final(results), raises Finding; None: none
+    label: Optional[Callable] = None         # label(lock) -> str or None; None: name#k
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A named, rebuildable concurrent program: ``build()`` returns a fresh :class:`World`.
 
     ``livelock_steps``: steps without any completed operation that count as a livelock;
     ``max_steps``: a hard bound on a run. Module-level functions keep it picklable (explorers
     ship scenarios to worker processes)."""
-    name: str
-    build: Callable
-    doc: str = ""
-    livelock_steps: int = 400
-    max_steps: int = 20000
+    name: str                     # what the command line calls it
+    build: Callable               # () -> World, a fresh one each call
+    doc: str = ""                 # one line for people
+    livelock_steps: int = 400     # steps without a completed operation = livelock
+    max_steps: int = 20000        # longest run allowed
 
 
-@dataclass
+@dataclass(slots=True)
 class Failure:
     """What went wrong in one run, and the schedule that makes it happen."""
     kind: str                     # deadlock, livelock, invariant, lock-order, exception, leak, ...
@@ -142,10 +142,10 @@ class Failure:
         return f"{self.kind}: {self.message}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """The outcome of one run: ``failure`` (None if clean), the schedule, what happened."""
-    failure: Optional[Failure]
+    failure: Optional[Failure]    # None: a clean run
     choices: tuple                # decisions made (the schedule)
     steps: int                    # scheduling points executed
     preemptions: int              # switches away from a thread that could have gone on
@@ -247,15 +247,47 @@ class Scheduler:
     A strategy has ``choose(sched, cands) -> thread id`` (or None to stop the run as pruned),
     called at every step with the runnable thread ids (after fairness); it may read
     ``sched.current`` (who ran last), ``sched.choices`` (decisions so far), ``sched.steps``,
-    ``sched.preemptions`` and ``sched.pending(tid)``. Cost per step: O(threads).
+    ``sched.preemptions``, ``sched.pending(tid)`` and ``sched.blocked()``. Cost per step:
+    O(threads); ``check_model=True`` adds :meth:`check` after every lock operation.
+
+    Invariants of the lock model (:meth:`check`):
+
+    1. no lock is held for writing and for reading at once; read holds are positive;
+    2. ``nheld`` is the number of holds of all locks by all threads;
+    3. every holder is a thread that has not finished;
+    4. a thread's pending operation is None exactly when it has finished;
+    5. ``preemptions <= len(choices) <= steps``.
     """
 
     def __init__(self, scenario: Scenario, strategy=None, *, trace: bool = True,
-                 stuck_seconds: float = 60.0):
+                 stuck_seconds: float = 60.0, check_model: bool = False):
         self.scenario = scenario
         self.strategy = strategy or _Default()
         self.keep_trace = trace
         self.stuck_seconds = stuck_seconds
+        self.check_model = check_model
+
+    def check(self) -> None:
+        """Verify invariants 1-5; raises :class:`~tmemref.errors.InvariantError`. O(locks)."""
+        holds = 0
+        for lock, st in self.state.items():
+            if st.writer is not None and st.readers or any(n <= 0 for n in st.readers.values()):
+                raise InvariantError(f"scheduler invariant 1: {self._name(lock)} writer "
+                                     f"{st.writer}, readers {st.readers}")
+            for tid in ([st.writer] if st.writer is not None else []) + list(st.readers):
+                if self.cpus[tid].done:
+                    raise InvariantError(f"scheduler invariant 3: {self._name(lock)} held by "
+                                         f"finished thread {self.cpus[tid].name}")
+            holds += (st.writer is not None) + sum(st.readers.values())
+        if holds != self.nheld:
+            raise InvariantError(f"scheduler invariant 2: nheld {self.nheld}, holds {holds}")
+        for c in self.cpus:
+            if (c.pending is None) != c.done:
+                raise InvariantError(f"scheduler invariant 4: {c.name} pending {c.pending}, "
+                                     f"done {c.done}")
+        if not self.preemptions <= len(self.choices) <= self.steps:
+            raise InvariantError(f"scheduler invariant 5: {self.preemptions} preemptions, "
+                                 f"{len(self.choices)} decisions, {self.steps} steps")
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> Run:
@@ -323,7 +355,7 @@ class Scheduler:
         for c in self.cpus:
             if c.thread.is_alive() and not c.parked:
                 stacks.append(f"{c.name}:\n" + "".join(traceback.format_stack(
-                    frames.get(c.thread.ident))[-6:]))
+                    frames.get(c.thread.ident))[-4:]))
         self._set_failure("stuck", f"no scheduling point for {self.stuck_seconds} s:\n"
                           + "\n".join(stacks))
 
@@ -528,6 +560,8 @@ class Scheduler:
             self.nheld -= 1
         if self.keep_trace:
             self.trace.append((self.steps, me, op, self._name(lock), result))
+        if self.check_model:
+            self.check()
         if self.nheld == 0 and op in RELEASES:
             self._quiescent(c)
         return result
