@@ -4,6 +4,7 @@ and executors (a process pool, dask.distributed), and the command line."""
 import re
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
@@ -11,7 +12,7 @@ from tmemref.errors import InvariantError
 from tmemref.host import locks
 from tmemref.host.locks import SpinLock, yield_point
 from tmemref.sim.explore import explore, main, pct, replay
-from tmemref.sim.races import SCENARIOS
+from tmemref.sim.races import SCENARIOS, guard_world
 from tmemref.sim.sched import Finding, Scenario, Scheduler, World, decode, encode, run
 
 EXPECTED = {"naive-evict": "deadlock", "evict": "none", "no-guard": "livelock", "guard": "none",
@@ -246,6 +247,8 @@ def test_scenarios_fail_for_the_right_reasons():
     f = explore("no-guard", 1, workers=1).failure
     assert re.search(r"\d+x obj_spinlock\[dom1 oid 1\]", f.message)
     assert re.search(r"\d+x obj_spinlock\[dom2 oid 2\]", f.message)
+    recursing = Scenario("guard, recursing", partial(guard_world, True, True), livelock_steps=40)
+    assert explore(recursing, 2, workers=1).verdict == "none"     # the guard alone ends it
     f = explore("pool-lookup-race", 2, workers=1).failure
     assert "global obj/pgp/node/page counts 1/1/0/1 but the structures hold 0/0/0/0" in f.message
     f = explore("lock-leak", 2, workers=1).failure

@@ -44,7 +44,8 @@ from ..ds.dlist import list_iter
 from ..host.frames import HostMemory
 from .sched import Finding, Scenario, World
 
-__all__ = ["SCENARIOS", "naive_evict", "put_pool_first", "put_reading_late", "RecursingMemory"]
+__all__ = ["SCENARIOS", "naive_evict", "put_pool_first", "put_reading_late", "RecursingMemory",
+           "guard_world"]
 
 
 def _page(tag: int) -> bytes:
@@ -94,12 +95,12 @@ def _world(host, *threads, final=None) -> World:
 
 
 # --- eviction against a flush: naive-evict, evict ---------------------------------------------------
-def naive_evict(host) -> int:
+def naive_evict(host, client=None) -> int:
     """**The bug, kept on purpose**: evict the oldest ephemeral page by locking *top-down* and
     waiting — its pool for writing, then its object — as a put or get would. A flush that holds
     the object and frees its last page wants the pool's write lock (``obj_free``): each waits
     for the other. Xen's eviction only *tries* those locks (:func:`~tmemref.core.evict.
-    tmem_evict`). Returns 1 if a page went, else 0."""
+    tmem_evict`). Called like it; ``client`` is unused (the global list). 1 if a page went."""
     with host.eph_lists_lock:
         node = next(iter(list_iter(host.eph_list)), None)
         if node is None:
@@ -126,19 +127,10 @@ def _eviction_world(evictor) -> World:
     for oid in (1, 2):
         host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=p, oid=(oid, 0, 0), index=0,
                                   page=_page(oid)))
-    ev = ("evict", partial(evictor, host) if evictor is naive_evict
-          else partial(evictor, host, None))
+    ev = ("evict", partial(evictor, host, None))
     return _world(host, ("evictor", (ev, ev)),
                   ("dom1", (_op(host, 1, abi.TMEM_FLUSH_PAGE, p, 1, 0),
                             _op(host, 1, abi.TMEM_PUT_PAGE, p, 2, 1, _page(21)))))
-
-
-def _naive_evict_world() -> World:
-    return _eviction_world(naive_evict)
-
-
-def _evict_world() -> World:
-    return _eviction_world(evict.tmem_evict)
 
 
 # --- the 1 MB guard: no-guard, guard ------------------------------------------------------------
@@ -152,14 +144,16 @@ class RecursingMemory(HostMemory):
         return super()._heap_alloc(False)
 
 
-def _guard_world(guard: bool) -> World:
+def guard_world(guard: bool = True, recursing: bool = False) -> World:
     """dom1 and dom2 have filled memory with pages of one object each (object 1 and object 2,
-    oldest first, alternating); each now puts two more pages into its object."""
+    oldest first, alternating); each now puts two more pages into its object. ``guard``: the
+    1 MB guard (``min_free_pages`` 256) or none; ``recursing``: :class:`RecursingMemory`."""
     per_client = 24
     if guard:
         host, pools = _host(256 + 2 * per_client + 8, (1, 2))
     else:
         host, pools = _host(2 * per_client + 8, (1, 2), min_free_pages=0)
+    if recursing:
         host.mem.__class__ = RecursingMemory
     for i in range(per_client + 8):
         for d in (1, 2):
@@ -168,14 +162,6 @@ def _guard_world(guard: bool) -> World:
     return _world(host, *((f"dom{d}", tuple(_op(host, d, abi.TMEM_PUT_PAGE, pools[d], d,
                                                  100 + i, _page(i)) for i in range(2)))
                          for d in (1, 2)))
-
-
-def _no_guard_world() -> World:
-    return _guard_world(False)
-
-
-def _with_guard_world() -> World:
-    return _guard_world(True)
 
 
 # --- counters ----------------------------------------------------------------------------------
@@ -261,14 +247,14 @@ def _lock_leak_world() -> World:
 
 
 SCENARIOS = {s.name: s for s in (
-    Scenario("naive-evict", _naive_evict_world, "eviction locking top-down (pool, then object) "
+    Scenario("naive-evict", partial(_eviction_world, naive_evict), "eviction locking top-down (pool, then object) "
              "and waiting, against a flush freeing an object: deadlock expected"),
-    Scenario("evict", _evict_world, "the real trylock eviction against a flush freeing an "
+    Scenario("evict", partial(_eviction_world, evict.tmem_evict), "the real trylock eviction against a flush freeing an "
              "object and a put: none expected"),
-    Scenario("no-guard", _no_guard_world, "allocation under the object lock may evict (Xen <= "
+    Scenario("no-guard", partial(guard_world, False, True), "allocation under the object lock may evict (Xen <= "
              "4.3), no 1 MB guard; two clients put into one object each: livelock expected",
              livelock_steps=40),
-    Scenario("guard", _with_guard_world, "the real code with its 1 MB guard, two clients putting "
+    Scenario("guard", guard_world, "the real code with its 1 MB guard, two clients putting "
              "into one object each: none expected", livelock_steps=40),
     Scenario("counters", _counters_world, "two puts into one pool: informational counters drift "
              "(not atomic), pgp counts stay exact"),
