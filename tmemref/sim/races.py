@@ -25,11 +25,13 @@ lock-leak          a put reading an unreadable guest frame under the      except
                    object lock, against gets on that object               still held)
 ================== ====================================================== ==================
 
-Engine internals used (besides ``Host``, ``TmemOp`` and ``do_tmem_op``): ``Host.tmem_rwlock``,
-``eph_lists_lock``, ``eph_list``, ``clients``, ``evicted_pgs``, ``_put``, ``_obj_find_lock``,
+Engine internals used (besides ``Host(pages, min_free_pages=)``, ``TmemOp``, ``do_tmem_op``
+and ``check``): ``Host.tmem_rwlock``, ``eph_lists_lock``, ``eph_list``, ``clients``, ``mem``,
+``evicted_pgs``, ``total_tmem_ops``, ``global_pgp_count``, ``_put``, ``_obj_find_lock``,
 ``_pgp_remove``; ``Client.pools``, ``pool_slots()``; ``Pool.lock``, ``objects()``, ``puts``,
 ``good_puts``, ``pgp_count``; ``Obj.lock``, ``pool``, ``oid``, ``tree.lookup``; ``Pgp.obj``,
-``index``; ``HostMemory._heap_alloc``; :func:`tmemref.core.evict.tmem_evict`.
+``index``; list nodes' ``owner``; ``HostMemory._heap_alloc``;
+:func:`tmemref.core.evict.tmem_evict`.
 """
 from __future__ import annotations
 
