@@ -47,7 +47,7 @@ from ..host.frames import HostMemory
 from .sched import Finding, Scenario, World
 
 __all__ = ["SCENARIOS", "naive_evict", "put_pool_first", "put_reading_late", "RecursingMemory",
-           "guard_world"]
+           "guard_world", "pool_lookup_world", "lock_leak_world"]
 
 
 def _page(tag: int) -> bytes:
@@ -204,12 +204,14 @@ def put_pool_first(host, domid: int, op) -> int:
         host.tmem_rwlock.read_unlock()
 
 
-def _pool_lookup_world() -> World:
-    """vCPU 0 of dom1 puts into pool 0 the buggy way; vCPU 1 destroys pool 0."""
+def pool_lookup_world(buggy: bool = True) -> World:
+    """vCPU 0 of dom1 puts into pool 0 (through :func:`put_pool_first` if ``buggy``, else
+    ``do_tmem_op``); vCPU 1 destroys pool 0."""
     host, pools = _host(300)
     p = pools[1]
     return _world(host, ("vcpu0", (_op(host, 1, abi.TMEM_PUT_PAGE, p, 1, 0, _page(1),
-                                       call=partial(put_pool_first, host)),)),
+                                       call=partial(put_pool_first, host) if buggy
+                                       else None),)),
                   ("vcpu1", (_op(host, 1, abi.TMEM_DESTROY_POOL, p),)))
 
 
@@ -232,9 +234,10 @@ def put_reading_late(host, domid: int, op) -> int:
         host.tmem_rwlock.read_unlock()
 
 
-def _lock_leak_world() -> World:
-    """Object 1 of dom1 holds pages 0 and 1. vCPU 0 puts page 2 from a released buffer the
-    buggy way; vCPU 1 gets pages 0 and 1."""
+def lock_leak_world(buggy: bool = True) -> World:
+    """Object 1 of dom1 holds pages 0 and 1. vCPU 0 puts page 2 from a released buffer
+    (through :func:`put_reading_late` if ``buggy``, else ``do_tmem_op``); vCPU 1 gets pages 0
+    and 1."""
     host, pools = _host(300)
     p = pools[1]
     for i in (0, 1):
@@ -243,7 +246,8 @@ def _lock_leak_world() -> World:
     frame = memoryview(bytearray(4096))
     frame.release()
     return _world(host, ("vcpu0", (_op(host, 1, abi.TMEM_PUT_PAGE, p, 1, 2, frame,
-                                       call=partial(put_reading_late, host)),)),
+                                       call=partial(put_reading_late, host) if buggy
+                                       else None),)),
                   ("vcpu1", (_op(host, 1, abi.TMEM_GET_PAGE, p, 1, 0),
                              _op(host, 1, abi.TMEM_GET_PAGE, p, 1, 1))))
 
@@ -260,8 +264,8 @@ SCENARIOS = {s.name: s for s in (
              "into one object each: none expected", livelock_steps=40),
     Scenario("counters", _counters_world, "two puts into one pool: informational counters drift "
              "(not atomic), pgp counts stay exact"),
-    Scenario("pool-lookup-race", _pool_lookup_world, "a put that finds its pool before "
+    Scenario("pool-lookup-race", pool_lookup_world, "a put that finds its pool before "
              "tmem_rwlock, against TMEM_DESTROY_POOL: invariant failure expected"),
-    Scenario("lock-leak", _lock_leak_world, "a put that reads an unreadable guest frame under "
+    Scenario("lock-leak", lock_leak_world, "a put that reads an unreadable guest frame under "
              "the object lock, against gets on that object: exception with the lock held"),
 )}
