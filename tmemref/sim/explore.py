@@ -140,6 +140,8 @@ class _Dfs:
     def _observed(self, s) -> None:
         """The step just run is over: note what it touched, wake the sleepers it conflicts with."""
         tid, start, point = self.last
+        if not self.reduce or point is None and not self.sleep:
+            return
         fp = footprint(s, start, s.pending(tid))
         if point is not None:
             point[6] = fp

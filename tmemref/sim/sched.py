@@ -395,8 +395,9 @@ class Scheduler:
                 held = self._held_by(c.tid)
                 kind = "lock-order" if isinstance(e, locks.LockOrderError) else "exception"
                 where = traceback.extract_tb(e.__traceback__)[-1]
+                op = c.ops[len(c.results)][0] if len(c.results) < len(c.ops) else "its end"
                 self._set_failure(kind, f"{type(e).__name__}: {e} — escaped "
-                                  f"{c.ops[len(c.results)][0]!r} in {c.name} "
+                                  f"{op!r} in {c.name} "
                                   f"({where.name}, line {where.lineno})"
                                   + (f"; it still holds {', '.join(held)}" if held else ""))
                 self._end()
