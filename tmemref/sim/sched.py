@@ -522,8 +522,9 @@ class Scheduler:
             locks._push(lock, True)         # the order checker, before waiting (may raise)
         self._point(c, op, lock)
         st = self.state.get(lock)
-        if st is None:
+        if st is None:                      # first use: name it now (name#k counts first uses)
             st = self.state[lock] = _Lock()
+            self._names(lock)
         me, result = c.tid, None
         if op in BLOCKING:
             if op == "read_lock":
