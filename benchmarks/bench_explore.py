@@ -1,7 +1,7 @@
 """Schedules and seconds per explorer scenario, with and without sleep sets. A script, not a test.
 
     python benchmarks/bench_explore.py              # K = 1, 2 both ways, PCT (about 1 minute)
-    python benchmarks/bench_explore.py --k 3        # also K = 3 (several minutes without sleep sets)
+    python benchmarks/bench_explore.py --k 1 2 3    # also K = 3 (minutes without sleep sets)
     python benchmarks/bench_explore.py --workers 2  # through a local process pool
 
 For every scenario of :mod:`tmemref.sim.races`: the exhaustive search with at most K

@@ -99,7 +99,7 @@ class Result:
                 f"{self.seconds:.2f} s, verdict: {self.verdict}{within}")
 
 
-# --- exhaustive search -----------------------------------------------------------------------------
+# --- exhaustive search ---------------------------------------------------------------------------
 class _Dfs:
     """One run of the search: replay ``prefix`` (its last choice is the branch taken here), then
     go on by default — the current thread, else the lowest runnable — recording each decision
@@ -247,7 +247,7 @@ def explore(scenario, preemptions: int = 2, *, reduce: bool = True, executor=Non
     return res
 
 
-# --- randomised search (PCT) -----------------------------------------------------------------------
+# --- randomised search (PCT) ---------------------------------------------------------------------
 class _Pct:
     """PCT's priorities for one run: distinct random priorities >= depth, and depth-1 change
     points among the first ``k`` steps at which the thread about to run drops to priority j."""
@@ -287,7 +287,8 @@ def pct(scenario, runs: int = 1000, *, depth: int = 3, seed: int = 0, executor=N
     first = run(scenario, trace=False)
     k, threads = first.steps, len(first.names)
     res = Result(scenario.name, f"{runs} PCT runs (depth {depth}, seed {seed})")
-    tasks = [(scenario, seed, i, min(chunk, runs - i), depth, k, threads) for i in range(0, runs, chunk)]
+    tasks = [(scenario, seed, i, min(chunk, runs - i), depth, k, threads)
+             for i in range(0, runs, chunk)]
     for part in _map(_pct_chunk, tasks, executor, workers, progress):
         res.add(part)
     res.seconds = time.perf_counter() - t0

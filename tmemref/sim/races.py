@@ -96,7 +96,7 @@ def _world(host, *threads, final=None) -> World:
     return World(tuple(threads), host.check, final, _labeler(host))
 
 
-# --- eviction against a flush: naive-evict, evict ---------------------------------------------------
+# --- eviction against a flush: naive-evict, evict ----------------------------------------------
 def naive_evict(host, client=None) -> int:
     """**The bug, kept on purpose**: evict the oldest ephemeral page by locking *top-down* and
     waiting — its pool for writing, then its object — as a put or get would. A flush that holds
@@ -253,19 +253,25 @@ def lock_leak_world(buggy: bool = True) -> World:
 
 
 SCENARIOS = {s.name: s for s in (
-    Scenario("naive-evict", partial(_eviction_world, naive_evict), "eviction locking top-down (pool, then object) "
-             "and waiting, against a flush freeing an object: deadlock expected"),
-    Scenario("evict", partial(_eviction_world, evict.tmem_evict), "the real trylock eviction against a flush freeing an "
-             "object and a put: none expected"),
-    Scenario("no-guard", partial(guard_world, False, True), "allocation under the object lock may evict (Xen <= "
-             "4.3), no 1 MB guard; two clients put into one object each: livelock expected",
-             livelock_steps=40),
-    Scenario("guard", guard_world, "the real code with its 1 MB guard, two clients putting "
-             "into one object each: none expected", livelock_steps=40),
-    Scenario("counters", _counters_world, "two puts into one pool: informational counters drift "
-             "(not atomic), pgp counts stay exact"),
-    Scenario("pool-lookup-race", pool_lookup_world, "a put that finds its pool before "
-             "tmem_rwlock, against TMEM_DESTROY_POOL: invariant failure expected"),
-    Scenario("lock-leak", lock_leak_world, "a put that reads an unreadable guest frame under "
-             "the object lock, against gets on that object: exception with the lock held"),
+    Scenario("naive-evict", partial(_eviction_world, naive_evict),
+             "eviction locking top-down (pool, then object) and waiting, against a flush "
+             "freeing an object: deadlock expected"),
+    Scenario("evict", partial(_eviction_world, evict.tmem_evict),
+             "the real trylock eviction against a flush freeing an object and a put: none "
+             "expected"),
+    Scenario("no-guard", partial(guard_world, False, True),
+             "allocation under the object lock may evict (Xen <= 4.3), no 1 MB guard; two "
+             "clients put into one object each: livelock expected", livelock_steps=40),
+    Scenario("guard", guard_world,
+             "the real code with its 1 MB guard, two clients putting into one object each: "
+             "none expected", livelock_steps=40),
+    Scenario("counters", _counters_world,
+             "two puts into one pool: informational counters drift (not atomic), pgp counts "
+             "stay exact"),
+    Scenario("pool-lookup-race", pool_lookup_world,
+             "a put that finds its pool before tmem_rwlock, against TMEM_DESTROY_POOL: "
+             "invariant failure expected"),
+    Scenario("lock-leak", lock_leak_world,
+             "a put that reads an unreadable guest frame under the object lock, against gets "
+             "on that object: exception with the lock held"),
 )}
