@@ -304,6 +304,14 @@ def test_process_pool_and_dask_agree_with_inline():
 
 
 # --- the command line ---------------------------------------------------------------------------
+def test_cli_progress_bar_only_on_a_terminal(capsys, monkeypatch):
+    assert main(["pool-lookup-race", "--workers", "1"]) == 1
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["pool-lookup-race", "--workers", "1"]) == 1
+    assert "schedules" in capsys.readouterr().err
+
+
 def test_cli_exit_codes_and_last_line(capsys):
     assert main(["naive-evict", "--workers", "1"]) == 1
     out = capsys.readouterr().out.splitlines()

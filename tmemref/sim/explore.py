@@ -380,12 +380,12 @@ def main(argv=None) -> int:
     try:
         if a.random:
             res = pct(scenario, a.random, depth=a.depth, seed=a.seed, workers=a.workers,
-                      progress=bar.update if bar else None)
+                      progress=bar.update if bar is not None else None)
         else:
             res = explore(scenario, a.preemptions, reduce=not a.no_reduction,
-                          workers=a.workers, progress=bar.update if bar else None)
+                          workers=a.workers, progress=bar.update if bar is not None else None)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     if res.failure:
         f = res.failure
