@@ -52,7 +52,8 @@ import threading
 
 __all__ = ["SpinLock", "RWLock", "LockOrderError", "set_order_checking", "held_locks",
            "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_HEAP", "RANK_LISTS",
-           "RANK_XMEM", "RANK_PAGE_LIST", "OBJ_FREE_EXCEPTION", "yield_point"]
+           "RANK_XMEM", "RANK_PAGE_LIST", "OBJ_FREE_EXCEPTION", "yield_point",
+           "install_scheduler"]
 
 RANK_TMEM, RANK_POOL, RANK_OBJ, RANK_PCD, RANK_HEAP, RANK_LISTS, RANK_XMEM, RANK_PAGE_LIST = \
     range(8)
@@ -227,3 +228,49 @@ class RWLock:
     def __repr__(self):
         state = "W" if self.writer else (f"R{self.readers}" if self.readers else "free")
         return f"<RWLock {self.name} {state}>"
+
+
+# --- the deterministic scheduler's hook (tmemref.sim.sched) ---------------------------------------
+# While a scheduler is installed, every lock operation goes to ``_sched.lock_op(lock, op)``,
+# which keeps the lock's state in its own model and decides which thread runs next; ``held``
+# asks ``_sched.lock_held(lock)``. The methods are swapped on the classes, so the threading
+# path above stays exactly as it is and costs nothing when no scheduler runs.
+_SCHED_OPS = {SpinLock: ("acquire", "trylock", "release"),
+              RWLock: ("read_lock", "read_trylock", "read_unlock", "write_lock", "write_trylock",
+                       "write_unlock")}
+_REAL_OPS: dict = {}
+
+
+def _routed(op: str):
+    def method(self):
+        return _sched.lock_op(self, op)
+    method.__name__ = op
+    return method
+
+
+def install_scheduler(sched) -> None:
+    """Route every lock operation to ``sched`` (``sched.lock_op(lock, op)`` with ``op`` the
+    method's name, ``sched.lock_held(lock)`` for ``held``, ``sched.yield_point(label)``);
+    ``None`` puts the threading primitives back. One scheduler per process at a time; a bound
+    method taken before (``f = lock.acquire``) keeps the threading path. O(1)."""
+    global _sched
+    if sched is None:
+        for (cls, name), real in _REAL_OPS.items():
+            setattr(cls, name, real)
+        _REAL_OPS.clear()
+        _sched = None
+        return
+    if _sched is not None:
+        raise RuntimeError("a scheduler is already installed")
+    for cls, ops in _SCHED_OPS.items():
+        methods = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+        if methods - set(ops):      # an operation the scheduler would not see: refuse
+            raise RuntimeError(f"{cls.__name__}.{sorted(methods - set(ops))} not routed")
+    for cls, ops in _SCHED_OPS.items():
+        for name in ops:
+            if name in vars(cls):
+                _REAL_OPS[cls, name] = vars(cls)[name]
+                setattr(cls, name, _routed(name))
+        _REAL_OPS[cls, "held"] = vars(cls)["held"]
+        cls.held = property(lambda self: _sched.lock_held(self))
+    _sched = sched

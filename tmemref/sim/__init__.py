@@ -7,7 +7,13 @@
   :class:`~tmemref.Host` through ``do_tmem_op`` and return numbers (:func:`~.experiments.hit_ratio`,
   :func:`~.experiments.memory_curve`, :func:`~.experiments.weights_experiment`,
   :func:`~.experiments.evictions_per_put`, :func:`~.experiments.locked_walk`) and the
-  oracle they are compared with (:func:`~.experiments.lru_hits`, a textbook LRU cache).
+  oracle they are compared with (:func:`~.experiments.lru_hits`, a textbook LRU cache);
+* :mod:`.sched` — a deterministic scheduler running the engine in several threads one at a
+  time, switching at lock operations and yield points (a schedule names each interleaving);
+* :mod:`.explore` — exhaustive preemption-bounded and randomised (PCT) search over schedules,
+  through any ``concurrent.futures.Executor``, and the ``explore`` command line;
+* :mod:`.races` — the named scenarios it runs (eviction deadlock, the guard's livelock, counter
+  drift, and two buggy variants of the lock protocol). These three are not imported here.
 
 The engine never imports this package.
 
