@@ -259,9 +259,6 @@ def test_scenarios_fail_for_the_right_reasons():
     assert "pool.pgp_count 2, global_pgp_count 2" in f.message    # the atomic ones are exact
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 bugs 1-2 are still in the engine (a page op "
-                   "finds its pool before tmem_rwlock; an unreadable frame raises with the "
-                   "object lock held): drop this mark when they are fixed")
 @pytest.mark.parametrize("world", [pool_lookup_world, lock_leak_world])
 def test_the_real_code_is_clean_in_the_buggy_variants_workloads(world):
     real = Scenario("real", partial(world, False))

@@ -261,10 +261,10 @@ SCENARIOS = {s.name: s for s in (
              "expected"),
     Scenario("no-guard", partial(guard_world, False, True),
              "allocation under the object lock may evict (Xen <= 4.3), no 1 MB guard; two "
-             "clients put into one object each: livelock expected", livelock_steps=40),
+             "clients put into one object each: livelock expected", livelock_spins=16),
     Scenario("guard", guard_world,
              "the real code with its 1 MB guard, two clients putting into one object each: "
-             "none expected", livelock_steps=40),
+             "none expected", livelock_spins=16),
     Scenario("counters", _counters_world,
              "two puts into one pool: informational counters drift (not atomic), pgp counts "
              "stay exact"),

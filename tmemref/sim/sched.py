@@ -111,12 +111,15 @@ class Scenario:
     """A named, rebuildable concurrent program: ``build()`` returns a fresh :class:`World`.
 
     ``livelock_steps``: steps without any completed operation that count as a livelock;
-    ``max_steps``: a hard bound on a run. Module-level functions keep it picklable (explorers
+    ``livelock_spins``: failed trylocks without any completed operation that count as one
+    (None: no such bound) — a measure that does not grow with the locks a healthy operation
+    takes; ``max_steps``: a hard bound on a run. Module-level functions keep it picklable (explorers
     ship scenarios to worker processes)."""
     name: str                     # what the command line calls it
     build: Callable               # () -> World, a fresh one each call
     doc: str = ""                 # one line for people
     livelock_steps: int = 400     # steps without a completed operation = livelock
+    livelock_spins: Optional[int] = None   # failed trylocks without one = livelock
     max_steps: int = 20000        # longest run allowed
 
 
@@ -453,6 +456,11 @@ class Scheduler:
             return None
         if self.steps - self.progress >= self.scenario.livelock_steps:
             self._livelock(f"no operation completed in {self.steps - self.progress} steps")
+            return None
+        bound = self.scenario.livelock_spins
+        if bound is not None and sum(self.spins.values()) >= bound:
+            self._livelock(f"no operation completed in {sum(self.spins.values())} failed "
+                           "trylocks")
             return None
         if self.steps >= self.scenario.max_steps:
             self._livelock(f"the run exceeded {self.scenario.max_steps} steps")
