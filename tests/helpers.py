@@ -171,7 +171,7 @@ def snapshot(host) -> dict:
         "global_shared_auth": host.global_shared_auth,
         "globals": (host.global_obj_count, host.global_pgp_count, host.global_page_count,
                     host.global_rtree_node_count),
-        "eph_mempool": (host.eph_mempool.used, tuple(host.eph_mempool.frames)),
+        "eph_mempool": (host.eph_mempool.used_size, sorted(host.eph_mempool.used_blocks())),
         "privileged": sorted(host.privileged),
         "pcds": None if host.pcd is None else sorted(
             (p.firstbyte, p.key, p.size, p.compressed, p.ref_count, p.data
@@ -187,7 +187,7 @@ def snapshot(host) -> dict:
             "eph_list": [pgp_key(p) for p in list_owners(c.eph_list)],
             "eph_count": c.eph_count,
             "shared_auth_uuid": sorted(map(tuple, c.shared_auth_uuid)),
-            "mempool": (c.persistent_pool.used, tuple(c.persistent_pool.frames)),
+            "mempool": (c.persistent_pool.used_size, sorted(c.persistent_pool.used_blocks())),
         }
     snap["clients"] = clients
     pools = {}

@@ -1,7 +1,7 @@
 """Every numbered invariant of the ``check()`` methods fails when that invariant is broken.
 
 For each invariant of ``Host.check`` (host 1-6), ``Pool.check`` (1-5), ``Obj.check`` (1-4),
-``HostMemory.check`` (frames 1-4) and ``MemPool.check``, a small valid host is built, exactly
+``HostMemory.check`` (frames 1-4) and the allocators' (host invariant 7), a small valid host is built, exactly
 that invariant is corrupted on purpose, and the check must raise :class:`InvariantError` naming
 it. The documented invariants of ``Client`` and ``Pgp`` (whose docstrings say ``Host.check``
 verifies them) get the same treatment.
@@ -254,9 +254,9 @@ def test_host_6_client_weight_total(h):
         h.check()
 
 
-def test_host_6_mempools_are_checked(h):
-    h.clients[1].persistent_pool.used += PAGE_SIZE         # more used than its frames hold
-    with pytest.raises(InvariantError, match="mempool invariant"):
+def test_host_7_allocators_are_checked(h):
+    h.clients[1].persistent_pool.used_size += 16           # its own counter disagrees
+    with pytest.raises(InvariantError, match="tlsf client:1 invariant 6"):
         h.check()
 
 
@@ -484,27 +484,29 @@ def test_frames_4_own_memory_may_exceed_a_lowered_max(h):
 
 
 # ================================================================================================
-# MemPool.check
+# Host invariant 7 — the blocks allocators hand out are exactly those the structures use
 # ================================================================================================
-def test_mempool_used_above_capacity(h):
-    mp = h.eph_mempool
-    mp.used = len(mp.frames) * PAGE_SIZE + 1
-    with pytest.raises(InvariantError, match="mempool invariant"):
-        mp.check()
+def test_host_7_a_leaked_block(h):
+    h.eph_mempool.alloc(40)                                # allocated, used by nothing
+    with pytest.raises(InvariantError, match="host invariant 7: allocator tmem .* leaked"):
+        h.check()
 
 
-def test_mempool_used_negative(h):
-    mp = h.clients[1].persistent_pool
-    mp.used = -1
-    with pytest.raises(InvariantError, match="mempool invariant"):
-        mp.check()
+def test_host_7_a_structure_on_a_freed_block(h):
+    obj = next(p for p in h.clients[1].pools if p is not None and p.persistent).objects()
+    obj = next(obj)
+    h.clients[1].persistent_pool.free(obj.meta)            # freed under the object's feet
+    with pytest.raises(InvariantError, match="host invariant 7: allocator client:1"):
+        h.check()
 
 
-def test_mempool_keeps_a_whole_spare_frame(h):
-    mp = h.eph_mempool
-    mp.frames.append(h.mem.heap[0])
-    with pytest.raises(InvariantError, match="mempool invariant"):
-        mp.check()
+def test_host_7_two_structures_on_one_block(h):
+    pool = next(p for p in h.clients[1].pools if p is not None and not p.persistent)
+    objs = list(pool.objects())
+    pgps = [pgp for o in objs for _, pgp in o.tree.items()]
+    pgps[0].meta = pgps[1].meta
+    with pytest.raises(InvariantError, match="host invariant 7"):
+        h.check()
 
 
 # ================================================================================================

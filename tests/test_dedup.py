@@ -17,7 +17,6 @@ from tmemref import Host, InvariantError, TmemOp, abi
 from tmemref.core import evict
 from tmemref.core.listparse import format_list_parse, parse_list
 from tmemref.core.pcd import content_key, tze_size
-from tmemref.host.alloc import SIZEOF
 
 from helpers import ALL, control, flush_object, flush_page, get, new_pool, page, put
 
@@ -106,7 +105,7 @@ def test_identical_pages_of_two_clients_share_one_pcd():
     assert (h.global_pcd_count, h.deduped_puts, h.global_page_count) == (1, 2, 1)
     (pcd,) = h.pcd.pcds()
     assert pcd.ref_count == 3 and pcd.firstbyte == pg[0]
-    assert h.mem.freeable_page_count == 1 + len(h.eph_mempool.frames)    # one data frame
+    assert h.mem.freeable_page_count == 1 + h.eph_mempool.num_regions    # one data frame
     # each user reads it; the data goes only with the last one
     assert get(h, 2, p2, (9, 9, 9), 7) == (1, pg)
     assert get(h, 1, p1, (1, 0, 0), 0) == (1, pg)
@@ -206,15 +205,14 @@ def test_tze_keeps_at_most_4032_bytes(n, kept):
 def test_an_all_zero_page_stores_nothing():
     h = dhost(tze=True)
     p = new_pool(h, 1)
-    used = h.eph_mempool.used
+    used = len(h.eph_mempool.used_blocks())
     for i in range(10):
         put(h, 1, p, (1, 0, 0), i, bytes(PAGE))
     (pcd,) = h.pcd.pcds()
     assert pcd.size == 0 and pcd.data is None and pcd.ref_count == 10
     assert h.global_page_count == 0
     # 10 pgps, an object, a radix node and one pcd descriptor: metadata only
-    assert h.eph_mempool.used - used == 10 * SIZEOF["pgp"] + SIZEOF["obj"] + \
-        SIZEOF["objnode"] + SIZEOF["pcd"]
+    assert len(h.eph_mempool.used_blocks()) - used == 10 + 1 + 1 + 1
 
 
 @pytest.mark.parametrize("rule,pcds,deduped", [("doc", 1, 2), ("xen", 3, 0)])

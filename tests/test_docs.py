@@ -632,7 +632,7 @@ def test_option_demos_show_what_the_facts_predict(checked):
     assert "made 10 eviction attempts" in b["evict_budget=10"]        # budget of 10 (§4.4)
     assert "made 3 eviction attempts" in b["evict_budget=3"]
     c = dict(docs.OPTION_DEMOS["codec"]())
-    assert "cp:1" in c["codec=None (zlib level 1)"] and "cn:0" in c["codec=None (zlib level 1)"]
+    assert "cp:1" in c["codec=None (LZO1X-1)"] and "cn:0" in c["codec=None (LZO1X-1)"]
     assert "cp:0" in c["codec=NullCodec()"] and "cn:1" in c["codec=NullCodec()"]   # §5.3 poor
 
 

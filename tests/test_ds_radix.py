@@ -36,15 +36,19 @@ class Billing:
         self.frees = 0
         self.refusals = 0
         self.budget = budget
+        self.handles = set()          # handles granted and not yet given back
 
     def alloc(self):
         if self.budget is not None and self.allocs >= self.budget:
             self.refusals += 1
-            return False
+            return None
         self.allocs += 1
-        return True
+        self.handles.add(self.allocs)
+        return self.allocs
 
-    def free(self):
+    def free(self, handle):
+        assert handle in self.handles, f"node_free({handle!r}): not a live handle"
+        self.handles.remove(handle)
         self.frees += 1
 
     def tree(self):

@@ -247,7 +247,7 @@ def test_scenarios_fail_for_the_right_reasons():
     f = explore("no-guard", 1, workers=1).failure
     assert re.search(r"\d+x obj_spinlock\[dom1 oid 1\]", f.message)
     assert re.search(r"\d+x obj_spinlock\[dom2 oid 2\]", f.message)
-    recursing = Scenario("guard, recursing", partial(guard_world, True, True), livelock_steps=40)
+    recursing = Scenario("guard, recursing", partial(guard_world, True, True), livelock_spins=16)
     assert explore(recursing, 2, workers=1).verdict == "none"     # the guard alone ends it
     f = explore("pool-lookup-race", 2, workers=1).failure
     assert "global obj/pgp/node/page counts 1/1/0/1 but the structures hold 0/0/0/0" in f.message

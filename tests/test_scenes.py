@@ -287,13 +287,15 @@ def test_trace_of_an_eviction_only_tries_the_lower_locks():
     assert gone == "d1:p0:(263,256,0)[0]"              # oldest left, last page of its object
     takes = [(e.name, e.op) for e in events if e.op in ("acquire", "trylock", "read_lock",
                                                          "write_lock", "write_trylock")]
-    # it waits only for the lists' lock, then tries the lower ones; freeing the page takes the
-    # innermost free-frame list lock, which is in order
-    assert takes == [("eph_lists_spinlock", "acquire"), ("obj_spinlock", "trylock"),
-                     ("pool_rwlock", "write_trylock"), ("tmem_page_list_lock", "acquire")]
+    # it waits only for the lists' lock, then tries the lower ones; freeing the page and its
+    # descriptors takes the free-frame list's and the allocator's locks, which rank higher
+    assert takes[:3] == [("eph_lists_spinlock", "acquire"), ("obj_spinlock", "trylock"),
+                         ("pool_rwlock", "write_trylock")]
+    assert {n for n, _ in takes[3:]} == {"tmem_page_list_lock", "xmem_pool lock"}
     rows = scenes.lock_rows(events)
-    assert [r[5] for r in rows if r[5]] == ["in order", "try: never waits", "try: never waits",
-                                            "in order"]
+    orders = [r[5] for r in rows if r[5]]
+    assert orders[:3] == ["in order", "try: never waits", "try: never waits"]
+    assert set(orders[3:]) == {"in order"}
 
 
 def test_trace_locks_restores_the_classes_and_does_not_nest():

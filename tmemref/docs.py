@@ -1276,7 +1276,7 @@ def _demo_evict_budget() -> List[Tuple[str, str]]:
 
 def _demo_codec() -> List[Tuple[str, str]]:
     out = []
-    for label, codec in (("codec=None (zlib level 1)", None), ("codec=NullCodec()", NullCodec())):
+    for label, codec in (("codec=None (LZO1X-1)", None), ("codec=NullCodec()", NullCodec())):
         host = Host(pages=ORACLE_PAGES, compress=True, codec=codec)
         host.create_domain(1, pages=16)
         ops = TmemOps(host, 1)
@@ -1322,6 +1322,36 @@ def _demo_tze_match() -> List[Tuple[str, str]]:
     return out
 
 
+class _FixedSizeCodec:
+    """Compresses every page to the same number of bytes (for the compress_fit demo)."""
+    name = "fixed"
+
+    def __init__(self, n):
+        self.n = n
+
+    def compress(self, data):
+        return bytes(data[:self.n])
+
+    def decompress(self, data):
+        return bytes(data) + bytes(PAGE - len(data))
+
+
+def _demo_compress_fit() -> List[Tuple[str, str]]:
+    out = []
+    for setting in ("doc", "xen"):
+        host = Host(pages=ORACLE_PAGES, compress=True, codec=_FixedSizeCodec(4050),
+                    compress_fit=setting)
+        host.create_domain(1, pages=16)
+        ops = TmemOps(host, 1)
+        rc = ops.put_page(ops.new_pool(), (1, 0, 0), 0, b"\x01" * 4050 + bytes(PAGE - 4050))
+        host.check()
+        s = _client_stats(host, 1)
+        out.append((f'compress_fit="{setting}"',
+                    f"a page compressing to 4050 bytes: put returns {abi.rc_name(rc)}, "
+                    f"poor (cn) {s['cn']}, no memory (cm) {s['cm']}"))
+    return out
+
+
 #: For every ``Host`` keyword argument a fidelity note names: a live run under two settings,
 #: returning ``[(setting, what happened), (setting, what happened)]``.
 OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
@@ -1332,6 +1362,7 @@ OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
     "codec": _demo_codec,
     "lock_scheme": _demo_lock_scheme,
     "tze_match": _demo_tze_match,
+    "compress_fit": _demo_compress_fit,
 }
 
 

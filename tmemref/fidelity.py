@@ -103,9 +103,18 @@ NOTES = (
          "place when the size is the same (option 1).",
          "Overwrites in place (unobservable: the freed frame would be reused at once)."),
     Note("Compression codec", "choice",
-         "LZO1X-1; a page is kept compressed iff 0 < size < 4064 bytes.",
-         "Same threshold, but zlib level 1 by default (stdlib); any codec can be plugged in.",
-         "Host(codec=...)"),
+         "LZO1X-1 (a port of Linux's lzo1x_1_compress); a page is kept compressed iff "
+         "0 < size < 4064 bytes.",
+         "LZO1X-1 through python-lzo (liblzo2) with the same threshold; lz4, zstd and zlib by "
+         "name, or any object with compress/decompress. Without python-lzo the default falls "
+         "back to the first of lz4, zstd, zlib and says so.", "Host(codec=...)"),
+    Note("A page that compresses to 4033..4063 bytes", "code vs doc",
+         "Below the 4064-byte threshold, so Xen keeps it compressed; but TLSF rounds a request "
+         "of 4033..4064 bytes up to the 4096-byte class, which no one-page region can hold: "
+         "the allocation fails and so does the put (-ENOMEM, compress_nomem), where storing "
+         "the page whole would have worked.",
+         "Stored whole and counted as poor, as for any page that does not compress enough.",
+         'Host(compress_fit="xen")'),
     Note("Finding a page that trailing-zero elimination shrank", "code vs doc",
          "tmem-internals.html: tze is applied to dedup'ed pages, so a later put of the same "
          "content shares the shrunk copy. pcd_associate() (4.1-4.7) tests 'tree entry shorter "
@@ -139,10 +148,19 @@ NOTES = (
     Note("A LIST line that does not fit", "choice",
          "Xen stops the rest of that group of lines (e.g. a client's remaining P= lines).",
          "Drops only that line and goes on with the next."),
-    Note("Metadata allocator", "choice",
-         "TLSF, one pool per client for persistent metadata, first page taken lazily.",
-         "A byte-counting pool with the same billing and the same lazy first frame; sizes are "
-         "approximate x86-64 sizeofs (tmemref.host.alloc.SIZEOF)."),
+    Note("Sub-page allocator", "choice",
+         "TLSF (xmalloc_tlsf.c): one pool for ephemeral pools, pcds and sharelists, one per "
+         "client for persistent pools (billed to its domain), first frame taken lazily; a "
+         "region whose blocks are all free goes back at once.",
+         "The same TLSF: two-level classes, bitmaps, 16-byte headers, split and coalesce, one "
+         "frame per region; structure sizes are x86-64 estimates from the field lists "
+         "(tmemref.host.alloc.SIZEOF)."),
+    Note("A region fetched but not used", "bug not reproduced",
+         "xmem_pool_alloc() drops the pool lock to get a frame; if another CPU freed room "
+         "meanwhile, the retried search can find that first, and the new region stays in the "
+         "pool, wholly free, until the pool is destroyed.",
+         "The unused region is given back at once (the interleaving explorer finds this "
+         "schedule in the 'guard' scenario)."),
 )
 
 

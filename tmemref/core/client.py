@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ds.dlist import ListHead
-from ..host.alloc import MemPool
+from ..host.alloc import client_pool
 
 MAX_POOLS_PER_DOMAIN = 16
 
@@ -19,7 +19,9 @@ class Client:
     1. ``eph_count`` is the length of ``eph_list`` and ``eph_count <= eph_count_max``;
     2. every pool in ``pools`` either belongs to this client or is a shared pool it is on the
        sharelist of, and appears in one slot only;
-    3. ``shared_auth_uuid`` holds at most 16 distinct uuids.
+    3. ``shared_auth_uuid`` holds at most 16 distinct uuids;
+    4. ``compressed_pages`` and ``compressed_sum_size`` count the compressed pgps of the pools
+       it owns and their sizes.
     """
     __slots__ = ("cli_id", "domain", "pools", "weight", "cap", "compress", "frozen",
                  "was_frozen", "live_migrating", "eph_list", "eph_count", "eph_count_max",
@@ -40,7 +42,7 @@ class Client:
         self.eph_count = 0                # len(eph_list)
         self.eph_count_max = 0            # high-water mark of eph_count
         self.shared_auth_uuid: list = []  # uuids this client may join (<= 16)
-        self.persistent_pool = MemPool(mem, domain)  # billed sub-page allocator, frames taken lazily
+        self.persistent_pool = client_pool(mem, domain)  # billed TLSF pool, first frame lazily
         self.invalidated_list = ListHead()  # persistent pages flushed while live-migrating
         self.cur_pgp = None               # save cursor over invalidated_list
         for name in CLIENT_COUNTERS:

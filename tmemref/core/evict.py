@@ -24,10 +24,7 @@ Persistent pages are never on these lists, so they are never evicted.
 from __future__ import annotations
 
 from ..ds.dlist import list_del, list_iter, list_move_tail
-from ..host.alloc import SIZEOF
 from .obj import pgp_forget
-
-SIZEOF_PGP = SIZEOF["pgp"]
 
 SKIP_DYING = "pool dying"
 SKIP_OBJ_BUSY = "object locked"
@@ -133,7 +130,7 @@ def tmem_evict(host, client, trace=None) -> int:
             host._objnodes_changed(obj)
         locked, pcd_lock = pcd_lock is not None, None   # handed to the pcd layer, which
         host._pgp_free_data(pgp, pool, pcd_locked=locked)  # releases it on every path
-        pool.mempool.free(SIZEOF_PGP)
+        pool.mempool.free(pgp.meta)
         life = host.now() - pgp.timestamp
         pool.sum_life_cycles += life
         pool.sum_evicted_cycles += life

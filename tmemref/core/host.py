@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import errno
 import time
-import zlib
 
 import numpy as np
 
 from .. import abi
+from ..ds.radix import collect_node_metas
 from ..ds.dlist import (ListHead, list_add_tail, list_check, list_del, list_iter,
                         list_linked, list_move_tail)
 from ..errors import InvariantError
-from ..host.alloc import MemPool, SIZEOF, MAX_ALLOC
+from ..host.alloc import SIZEOF, MAX_ALLOC, LARGEST_FIT, tmem_pool
+from ..host.compress import default_codec, get_codec
 from ..host.frames import HostMemory, PAGE_SIZE
 from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS, yield_point
 from . import control, evict, stats
@@ -59,19 +60,6 @@ GLOBAL_COUNTERS = (
     "global_eph_count_max", "global_obj_count", "global_obj_count_max", "global_pgp_count",
     "global_pgp_count_max", "global_pcd_count", "global_pcd_count_max", "global_page_count",
     "global_page_count_max", "global_rtree_node_count", "global_rtree_node_count_max")
-
-
-class ZlibCodec:
-    """A stand-in for LZO1X-1 (what Xen used): zlib level 1, from the standard library."""
-    name = "zlib-1"
-
-    @staticmethod
-    def compress(data: bytes) -> bytes:
-        return zlib.compress(data, 1)
-
-    @staticmethod
-    def decompress(data: bytes) -> bytes:
-        return zlib.decompress(data)
 
 
 class Host:
@@ -102,7 +90,14 @@ class Host:
     * ``evict_budget`` — failed evictions a put tolerates before -ENOMEM (10);
     * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
     * ``dom0_max_pages`` — what domain 0 may be billed for (default: ``dom0_pages``);
-    * ``codec`` — compressor with ``compress``/``decompress`` (default zlib level 1);
+    * ``codec`` — the compressor: a name (``"lzo1x-1"``, ``"lz4"``, ``"zstd"``, ``"zlib"``,
+      :mod:`tmemref.host.compress`) or any object with ``compress(page)`` and
+      ``decompress(data)``; default LZO1X-1 as in Xen (made when first needed; without
+      python-lzo a fallback, with a warning naming it);
+    * ``compress_fit`` — ``"doc"`` (default): a page that compresses to more than the
+      allocator can ever serve (4033..4063 bytes: TLSF rounds such requests up to 4096) is
+      stored whole and counted as poor; ``"xen"``: its allocation fails and so does the put
+      (-ENOMEM, ``compress_nomem``), as in Xen;
     * ``clock`` — a callable giving "cycles" for the pools' life-time statistics
       (``sum_life_cycles``, ``sum_evicted_cycles``); default: the count of hypercalls so far,
       a logical clock that keeps runs deterministic.
@@ -115,9 +110,11 @@ class Host:
                  tze: bool = False, shared_auth: bool = True, quota_rule: str = "doc",
                  min_free_pages: int = 256, evict_budget: int = 10, dom0_pages: int = 0,
                  dom0_max_pages: int | None = None, codec=None, clock=None,
-                 lock_scheme: str = "doc", tze_match: str = "doc"):
+                 lock_scheme: str = "doc", tze_match: str = "doc", compress_fit: str = "doc"):
         if tze_match not in ("doc", "xen"):
             raise ValueError("tze_match must be 'doc' or 'xen'")
+        if compress_fit not in ("doc", "xen"):
+            raise ValueError("compress_fit must be 'doc' or 'xen'")
         if quota_rule not in ("doc", "xen"):
             raise ValueError("quota_rule must be 'doc' or 'xen'")
         if lock_scheme not in ("doc", "xen-4.5"):
@@ -141,7 +138,10 @@ class Host:
         self.lock_scheme = lock_scheme               # "doc" (<= 4.3) or "xen-4.5" (see above)
         self.min_free_pages = min_free_pages         # ensure_avail guard (1 MB)
         self.evict_budget = evict_budget             # failed evictions tolerated per put
-        self.codec = codec or ZlibCodec()            # compressor (Xen: LZO1X-1)
+        if isinstance(codec, str):
+            codec = get_codec(codec)
+        self._codec = codec                          # compressor; None: default, made lazily
+        self.compress_fit = compress_fit             # "doc" or "xen" (see above)
         self.clock = clock                           # optional cycle counter
         self.tmem_rwlock = RWLock("tmem_rwlock", RANK_TMEM)
         self.eph_lists_lock = SpinLock("eph_lists_spinlock", RANK_LISTS)
@@ -151,7 +151,7 @@ class Host:
         self.clients: dict = {}                      # domid -> Client, in creation order
         self.shared_pools = [None] * MAX_GLOBAL_SHARED_POOLS
         self.client_weight_total = 0                 # sum of all clients' weights
-        self.eph_mempool = MemPool(self.mem)         # global sub-page allocator ("tmem")
+        self.eph_mempool = tmem_pool(self.mem)       # global TLSF pool ("tmem")
         self.infra_pool = self.eph_mempool           # pcds and sharelists: no owner (pool NULL)
         self.sizeof_pcd = SIZEOF["pcd"]
         self.pcd = PcdLayer(self, self.tze, tze_match) if self.dedup else None  # dedup trees
@@ -161,6 +161,13 @@ class Host:
         self.create_domain(0, pages=dom0_pages,
                            max_pages=dom0_pages if dom0_max_pages is None else dom0_max_pages)
         self.mem.domains[0].privileged = True
+
+    @property
+    def codec(self):
+        """The compressor (LZO1X-1 unless another was given), made on first use."""
+        if self._codec is None:
+            self._codec = default_codec()
+        return self._codec
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -403,9 +410,11 @@ class Host:
         if shared:
             for pool in self.shared_pools:
                 if pool is not None and pool.uuid == uuid:
-                    if not self.eph_mempool.alloc(SIZEOF_SHARELIST):
+                    meta = self.infra_pool.alloc(SIZEOF_SHARELIST)
+                    if not meta:
                         return -ENOMEM
                     pool.share_list.append(client)
+                    pool.share_meta.append(meta)
                     pool.shared_count += 1
                     client.pools[slot] = pool
                     return slot
@@ -413,10 +422,12 @@ class Host:
                 gslot = self.shared_pools.index(None)
             except ValueError:
                 return -EPERM                  # no global shared slot
-            if not self.eph_mempool.alloc(SIZEOF_SHARELIST):
+            meta = self.infra_pool.alloc(SIZEOF_SHARELIST)
+            if not meta:
                 return -ENOMEM
             pool = Pool(client, slot, False, True, uuid, self.eph_mempool)
             pool.share_list.append(client)
+            pool.share_meta.append(meta)
             pool.shared_count = 1
             self.shared_pools[gslot] = pool
         else:
@@ -470,9 +481,10 @@ class Host:
         sharelist, hand ownership to the next sharer. True if sharers remain."""
         self._pool_destroy_objs(pool, client.cli_id)
         if client in pool.share_list:
-            pool.share_list.remove(client)
+            i = pool.share_list.index(client)
+            del pool.share_list[i]
+            self.infra_pool.free(pool.share_meta.pop(i))
             pool.shared_count -= 1
-            self.eph_mempool.free(SIZEOF_SHARELIST)
         if not pool.share_list:
             return False
         if pool.client is client:
@@ -492,6 +504,13 @@ class Host:
             new_owner.eph_count += len(moved)
             if new_owner.eph_count > new_owner.eph_count_max:
                 new_owner.eph_count_max = new_owner.eph_count
+        for obj in pool.objects():              # compressed pages are counted by the owner
+            for _, pgp in obj.tree.items():
+                if pgp.size:
+                    old.compressed_pages -= 1
+                    old.compressed_sum_size -= pgp.size
+                    new_owner.compressed_pages += 1
+                    new_owner.compressed_sum_size += pgp.size
         pool.client = new_owner
         pool.pool_id = new_owner.pools.index(pool)
 
@@ -518,10 +537,12 @@ class Host:
     def _obj_alloc_lock(self, pool, oid):
         """Xen: ``obj_alloc`` + insert — a new locked object, or the existing one if another
         CPU inserted it meanwhile; None if the metadata cannot be allocated."""
-        if not pool.mempool.alloc(SIZEOF_OBJ):
+        meta = pool.mempool.alloc(SIZEOF_OBJ)
+        if meta is None:
             self.alloc_failed += 1
             return None
         obj = Obj(pool, oid, pool.node_alloc, pool.node_free)
+        obj.meta = meta
         plock = pool.lock
         plock.write_lock()
         try:
@@ -533,7 +554,7 @@ class Host:
         finally:
             plock.write_unlock()
         if other is not None:                   # lost a race: use theirs
-            pool.mempool.free(SIZEOF_OBJ)
+            pool.mempool.free(meta)
             return self._obj_find_lock(pool, oid)
         pool.obj_count += 1
         if pool.obj_count > pool.obj_count_max:
@@ -562,7 +583,8 @@ class Host:
         obj.pool = None
         pool.obj_count -= 1
         self.global_obj_count -= 1
-        pool.mempool.free(SIZEOF_OBJ)
+        pool.mempool.free(obj.meta)
+        obj.meta = None
 
     def _obj_destroy(self, obj) -> None:
         """Xen: ``obj_destroy`` — free every page of a locked object, then the object. The
@@ -601,7 +623,8 @@ class Host:
         pcds = self.pcd if not pool.persistent else None
         if try_compress:
             c = self.codec.compress(data)
-            if 0 < len(c) < MAX_ALLOC:
+            n = len(c)
+            if 0 < n < MAX_ALLOC and (n <= LARGEST_FIT or self.compress_fit == "xen"):
                 if pcds is not None:
                     ok = pcds.associate(pgp, pool, c, None, True) == 0
                 else:
@@ -648,17 +671,20 @@ class Host:
     def _data_alloc(self, pool, payload):
         """Sub-page data (compressed or tze-shrunk) from ``pool``'s allocator: a handle, or
         None (counted in ``alloc_failed``)."""
-        if not pool.mempool.alloc(len(payload)):
+        n = len(payload)
+        addr = pool.mempool.alloc(n)
+        if addr is None:
             self.alloc_failed += 1
             return None
-        return bytes(payload)
+        self.mem.bytes[addr:addr + n] = payload
+        return addr
 
-    def _data_read(self, handle, size):
-        """The ``size`` bytes of sub-page data ``handle``."""
-        return handle
+    def _data_read(self, addr, size):
+        """The ``size`` bytes of sub-page data at ``addr`` (a view of host memory)."""
+        return self.mem.bytes[addr:addr + size]
 
-    def _data_free(self, pool, handle, size) -> None:
-        pool.mempool.free(size)
+    def _data_free(self, pool, addr, size) -> None:
+        pool.mempool.free(addr)
 
     def _pgp_free_data(self, pgp, pool, pcd_locked: bool = False) -> None:
         """Xen: ``pgp_free_data`` — release a pgp's data: its pcd (the data goes with the last
@@ -695,7 +721,7 @@ class Host:
                 self.eph_count -= 1
                 pool.client.eph_count -= 1
         self._pgp_free_data(pgp, pool)
-        pool.mempool.free(SIZEOF_PGP)
+        pool.mempool.free(pgp.meta)
         pool.sum_life_cycles += self.now() - pgp.timestamp
         pgp.obj = None
         pgp_forget(pgp)
@@ -760,8 +786,9 @@ class Host:
         elif data is None:                      # checked before anything is allocated
             self.failed_copies += 1
             rc = -EFAULT
-        elif pool.mempool.alloc(SIZEOF_PGP):
+        elif (meta := pool.mempool.alloc(SIZEOF_PGP)) is not None:
             pgp = Pgp(obj, index)
+            pgp.meta = meta
             pgp.timestamp = self.total_tmem_ops if self.clock is None else self.clock()
             if obj.tree.insert(index, pgp) == 0:
                 obj.pgp_count += 1
@@ -788,7 +815,7 @@ class Host:
             else:
                 self._objnodes_changed(obj)
                 self.alloc_failed += 1
-            pool.mempool.free(SIZEOF_PGP)
+            pool.mempool.free(meta)
         else:
             self.alloc_failed += 1
         pool.no_mem_puts += 1
@@ -904,7 +931,7 @@ class Host:
                 o = data << 12
                 out[:] = self.mem.bytes[o:o + PAGE_SIZE]
             else:
-                out[:] = self.codec.decompress(self._data_read(data, pgp.size))
+                out[:] = self.codec.decompress(bytes(self._data_read(data, pgp.size)))
             return True
         except Exception:
             return False
@@ -1002,16 +1029,17 @@ class Host:
            domain) and no frame backs two pgps; global counts equal the sums;
         5. pool slots: each pool in a client's slots is its own or a shared pool it shares;
            ``shared_pools`` holds exactly the live shared pools;
-        6. ``client_weight_total`` is the sum of weights; mempools pass their check.
+        6. ``client_weight_total`` is the sum of weights;
+        7. every sub-page allocator passes its own ``check()``, and the blocks it has handed out
+           are exactly those the structures use (objects, pgps, radix nodes, compressed data,
+           pcds and their data, sharelist entries): no block leaked, none used unallocated.
         """
         from ..host.frames import ANON
         self.mem.check()
-        self.eph_mempool.check()
         pools, seen_frames = [], set()
         n_obj = n_pgp = n_nodes = n_frames = 0
         eph_pgps = set()
         for cli_id, client in self.clients.items():
-            client.persistent_pool.check()
             auth = client.shared_auth_uuid
             if len(auth) > 16 or len(set(auth)) != len(auth):
                 raise InvariantError(f"client invariant 3: client {cli_id} has {len(auth)} "
@@ -1080,8 +1108,21 @@ class Host:
             raise InvariantError(f"host invariant 3: global ephemeral list holds "
                                  f"{len(on_global)} pages, eph_count {self.eph_count}, "
                                  f"trees hold {len(eph_pgps)} ephemeral pages")
+        compressed = {id(c): [0, 0] for c in self.clients.values()}
+        for pool in pools:
+            counts = compressed[id(pool.client)]
+            for obj in pool.objects():
+                for _, pgp in obj.tree.items():
+                    if pgp.size:
+                        counts[0] += 1
+                        counts[1] += pgp.size
         per_client = 0
         for client in self.clients.values():
+            if [client.compressed_pages, client.compressed_sum_size] != compressed[id(client)]:
+                raise InvariantError(
+                    f"client invariant 4: client {client.cli_id} counts {client.compressed_pages}"
+                    f" compressed pages of {client.compressed_sum_size} bytes, its pools hold "
+                    f"{compressed[id(client)][0]} of {compressed[id(client)][1]}")
             list_check(client.eph_list, name=f"ephemeral list of client {client.cli_id}")
             owners = [n.owner for n in list_iter(client.eph_list)]
             if len(owners) != client.eph_count or client.eph_count > client.eph_count_max:
@@ -1097,6 +1138,53 @@ class Host:
                                  f"global list {self.eph_count}")
         if self.client_weight_total != sum(c.weight for c in self.clients.values()):
             raise InvariantError("host invariant 6: client_weight_total is not the sum of weights")
+        self._check_allocators(pools)
+
+    def _check_allocators(self, pools) -> None:
+        """Host invariant 7 (see :meth:`check`)."""
+        want = {id(self.eph_mempool): []}
+        for client in self.clients.values():
+            want[id(client.persistent_pool)] = []
+        infra = want[id(self.infra_pool)]
+        for pool in pools:
+            blocks = want.get(id(pool.mempool))
+            if blocks is None:
+                raise InvariantError(f"host invariant 7: {pool} allocates from a pool no live "
+                                     "client owns")
+            blocks += pool.share_meta
+            for obj in pool.objects():
+                blocks.append(obj.meta)
+                if obj.tree.height:
+                    collect_node_metas(obj.tree.root, obj.tree.height, blocks)
+                for _, pgp in obj.tree.items():
+                    blocks.append(pgp.meta)
+                    if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
+                        blocks.append(pgp.data)
+        if self.pcd is not None:
+            for pcd in self.pcd.pcds():
+                infra.append(pcd.meta)
+                if pcd.size and (pcd.compressed or pcd.size < PAGE_SIZE):
+                    infra.append(pcd.data)
+        allocators = [self.eph_mempool] + [c.persistent_pool for c in self.clients.values()]
+        for a in allocators:
+            a.check()
+            blocks = want[id(a)]
+            used = a.used_blocks()
+            if len(blocks) != len(set(blocks)) or set(blocks) != used:
+                leaked = sorted(used - set(blocks))[:3]
+                missing = sorted(set(blocks) - used)[:3]
+                raise InvariantError(
+                    f"host invariant 7: allocator {a.name} has {len(used)} blocks out, the "
+                    f"structures use {len(blocks)} ({len(set(blocks))} distinct); leaked "
+                    f"{[hex(x) for x in leaked]}, unallocated {[hex(x) for x in missing]}")
+
+
+def _usable(allocator, addr) -> int:
+    """Payload bytes of an allocated block, -1 if ``addr`` is none."""
+    try:
+        return allocator.usable_size(addr)
+    except ValueError:
+        return -1
 
 
 def _check_pgp(pgp, pool, dedup: bool) -> None:
@@ -1112,9 +1200,9 @@ def _check_pgp(pgp, pool, dedup: bool) -> None:
     elif pgp.size == SIZE_RAW:
         if type(data) is not int:
             raise InvariantError(f"pgp invariant 2: raw {pgp} has no frame ({data!r})")
-    elif data is None or type(data) is Pcd or len(data) != pgp.size:
+    elif type(data) is not int or _usable(pool.mempool, data) < pgp.size:
         raise InvariantError(f"pgp invariant 2: compressed {pgp} says {pgp.size} bytes but "
-                             f"holds {data!r:.60}")
+                             f"its block {data!r:.60} is not that big")
     if pool.persistent:
         if list_linked(pgp.link_a) or not list_linked(pgp.link_b):
             raise InvariantError(f"pgp invariant 3: persistent {pgp} must be on its pool's list "

@@ -22,13 +22,14 @@ class Pgp(ListHead):
 
     1. ``obj.tree.lookup(index) is self`` while it is stored.
     2. ``size == 0`` ⇒ ``data`` is a frame number holding the whole page; ``size > 0`` ⇒
-       ``data`` is ``size`` bytes of compressed page.
+       ``data`` is the address of ``size`` bytes of compressed page in its pool's allocator;
+       on a dedup host an ephemeral pgp's ``data`` is its :class:`~tmemref.core.pcd.Pcd`.
     3. Ephemeral: ``link_a`` on the global ephemeral list and ``link_b`` on the owner client's
        ephemeral list. Persistent: ``link_b`` on the pool's persistent list, ``link_a`` unlinked
        (or on the client's invalidated list while migrating, after it was freed).
     """
     __slots__ = ("obj", "index", "size", "data", "link_a", "link_b", "eviction_attempted",
-                 "timestamp")
+                 "timestamp", "meta")
 
     def __init__(self, obj, index: int):
         ListHead.__init__(self, self)     # the pgp embeds its first list head (as C embeds
@@ -40,6 +41,7 @@ class Pgp(ListHead):
         self.link_b = ListHead(self)      # union: client eph list | pool persistent list
         self.eviction_attempted = False   # dedup second chance: already sent to the back once
         self.timestamp = 0                # host clock when stored (for life-time statistics)
+        self.meta = None                  # its own block in its pool's allocator
 
     def __repr__(self):
         return f"<pgp {self.obj.oid}[{self.index}] size={self.size}>"
@@ -65,7 +67,7 @@ class Obj:
     4. ``rbnode.value is self`` and ``rbnode.key == key(oid)``.
     """
     __slots__ = ("oid", "rbnode", "tree", "pool", "last_client", "lock", "pgp_count",
-                 "objnode_count")
+                 "objnode_count", "meta")
 
     def __init__(self, pool, oid, node_alloc, node_free):
         self.oid = oid                    # (oid0, oid1, oid2), three u64
@@ -76,6 +78,7 @@ class Obj:
         self.lock = SpinLock("obj_spinlock", RANK_OBJ)
         self.pgp_count = 0                # pages stored (== len(tree))
         self.objnode_count = 0            # radix-tree interior nodes (== tree.node_count)
+        self.meta = None                  # its own block in its pool's allocator
 
     def check(self) -> None:
         """Verify invariants 1-4; raises :class:`InvariantError`."""

@@ -267,7 +267,7 @@ class PcdLayer:
         try:
             size = pcd.size
             if pcd.compressed:
-                out[:] = host.codec.decompress(host._data_read(pcd.data, size))
+                out[:] = host.codec.decompress(bytes(host._data_read(pcd.data, size)))
             elif size == PAGE_SIZE:
                 o = pcd.data << 12
                 out[:] = host.mem.bytes[o:o + PAGE_SIZE]
@@ -303,6 +303,10 @@ class PcdLayer:
                 if pcd.firstbyte != fb or pcd.rbnode is not node or node.key != pcd.key:
                     raise InvariantError(f"pcd invariant 1: {pcd} sits in tree {fb} under "
                                          f"another key or node")
+                if not pcd.compressed and pcd.size < PAGE_SIZE and (
+                        pcd.size % 8 or pcd.size > PCD_TZE_MAX_SIZE
+                        or (pcd.size == 0) != (pcd.data is None)):
+                    raise InvariantError(f"pcd invariant 3: {pcd} has a bad tze size")
                 stored = self.stored_bytes(pcd)
                 want = content_key(stored, pcd.compressed)
                 if (pcd.key[:3] if len(pcd.key) == 4 else pcd.key) != want or \
@@ -324,9 +328,6 @@ class PcdLayer:
                     tze += PAGE_SIZE if self.tze else 0
                     csize += PAGE_SIZE if host.compress else 0
                 else:
-                    if pcd.size % 8 or pcd.size > PCD_TZE_MAX_SIZE or \
-                            (pcd.size == 0) != (pcd.data is None):
-                        raise InvariantError(f"pcd invariant 3: {pcd} has a bad tze size")
                     tze += pcd.size
         if users != len(eph_pgps):
             raise InvariantError(f"pcd invariant 2: {len(eph_pgps)} ephemeral pages but the "

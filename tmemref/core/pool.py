@@ -35,7 +35,7 @@ class Pool:
        the sharelist is empty.
     """
     __slots__ = ("pool_id", "client", "persistent", "shared", "uuid", "is_dying", "lock",
-                 "buckets", "share_list", "shared_count", "pers_list", "cur_pgp",
+                 "buckets", "share_list", "share_meta", "shared_count", "pers_list", "cur_pgp",
                  "pgp_count", "pgp_count_max", "obj_count", "obj_count_max",
                  "objnode_count", "objnode_count_max", "mempool", "node_alloc", "node_free",
                  "sum_life_cycles", "sum_evicted_cycles") \
@@ -51,6 +51,7 @@ class Pool:
         self.lock = RWLock("pool_rwlock", RANK_POOL)
         self.buckets = [RBTree() for _ in range(OBJ_HASH_BUCKETS)]   # obj_rb_root[256]
         self.share_list: list = []        # clients sharing it (shared pools), in join order
+        self.share_meta: list = []        # the sharelist entries' addresses, in the same order
         self.shared_count = 0             # len(share_list)
         self.pers_list = ListHead()       # persistent_page_list (save/restore order)
         self.cur_pgp = None               # save cursor over pers_list
@@ -65,11 +66,11 @@ class Pool:
         for name in POOL_COUNTERS:
             setattr(self, name, 0)
 
-    def _node_alloc(self) -> bool:
+    def _node_alloc(self):
         return self.mempool.alloc(SIZEOF_OBJNODE)
 
-    def _node_free(self) -> None:
-        self.mempool.free(SIZEOF_OBJNODE)
+    def _node_free(self, addr) -> None:
+        self.mempool.free(addr)
 
     @property
     def type_code(self) -> str:

@@ -52,14 +52,16 @@ repeating upwards while the parent empties too::
 
 Node billing
 ------------
-``node_alloc()`` is called once for every node about to be created and may return ``False`` to
-refuse; ``node_free()`` is called once for every node freed. At all times
+``node_alloc()`` is called once for every node about to be created and returns a handle for it
+(any true value: tmem's is the node's address in its pool's allocator), or a false value to
+refuse; the node keeps the handle in ``meta`` and ``node_free(handle)`` is called once for every
+node freed. At all times
 ``node_count == allocs - frees``. :meth:`RadixTree.insert` asks for every node it needs before
 touching the tree, so a refusal leaves the tree exactly as it was (the nodes already granted are
 given back through ``node_free``).
 
 >>> freed = []
->>> t = RadixTree(node_free=lambda: freed.append(1))
+>>> t = RadixTree(node_free=lambda h: freed.append(1))
 >>> t.insert(0, "p0"), t.height, t.node_count           # direct root
 (0, 0, 0)
 >>> t.insert(4096, "p4096"), t.height, t.node_count     # extend 0 -> 3
@@ -153,12 +155,13 @@ class RadixNode:
     (64, 0)
     """
 
-    __slots__ = ("slots", "count")
+    __slots__ = ("slots", "count", "meta")
 
-    def __init__(self):
+    def __init__(self, meta=None):
         """Make an empty node. O(64)."""
         self.slots = [None] * RADIX_TREE_MAP_SIZE
         self.count = 0
+        self.meta = meta              # the handle node_alloc gave for it (None: unbilled)
 
     def __repr__(self):
         used = [i for i, s in enumerate(self.slots) if s is not None]
@@ -176,8 +179,9 @@ class RadixTree:
       ``height``     -- levels of nodes, 0..6; 0 when empty or holding only index 0.
       ``node_count`` -- nodes in the tree (tmem: ``obj->objnode_count``).
       ``count``      -- items in the tree (tmem: ``obj->pgp_count``).
-      ``node_alloc`` -- ``None`` or ``() -> bool``, asked once per node to create.
-      ``node_free``  -- ``None`` or ``() -> None``, told once per node freed.
+      ``node_alloc`` -- ``None`` or ``() -> handle``, asked once per node to create (false:
+                        refused).
+      ``node_free``  -- ``None`` or ``(handle) -> None``, told once per node freed.
       ``trace``      -- ``None`` or a callable given each case name just before the case runs.
 
     >>> t = RadixTree()
@@ -269,10 +273,11 @@ class RadixTree:
                 return 0
             # A path node is missing at `shift`: create shift / 6 nodes down to the bottom.
             need = shift // RADIX_TREE_MAP_SHIFT
-            if self.node_alloc is not None and not self._obtain(need):
+            metas = self._obtain(need)
+            if metas is None:
                 return _ENOMEM
             self.node_count += need
-            _hang(node, index, shift, item)
+            _hang(node, index, shift, item, metas)
             self.count += 1
             return 0
         if not 0 <= index <= RADIX_TREE_MAX_INDEX:
@@ -293,10 +298,11 @@ class RadixTree:
             # new_height - height nodes stacked above the old root (via slot 0), and a fresh
             # path below the top node: the index's top digit is non-zero, so it shares nothing.
             need = (new_height - height) + (new_height - 1)
-        if self.node_alloc is not None and not self._obtain(need):
+        metas = self._obtain(need)
+        if metas is None:
             return _ENOMEM
         if self.root is None:
-            top = RadixNode()
+            top = RadixNode(metas.pop())
             self.root = top
             self.height = new_height
             self.node_count += need
@@ -305,28 +311,34 @@ class RadixTree:
             while self.height < new_height:
                 if trace is not None:
                     trace(EXTEND)                   # node_count still says what is reachable
-                top = RadixNode()
+                top = RadixNode(metas.pop())
                 top.slots[0] = self.root
                 top.count = 1
                 self.root = top
                 self.height += 1
                 self.node_count += 1
             self.node_count += need - (new_height - height)   # the fresh path below the top
-        _hang(self.root, index, top_shift, item)
+        _hang(self.root, index, top_shift, item, metas)
         self.count += 1
         return 0
 
     def _obtain(self, need):
-        """Ask ``node_alloc`` for ``need`` nodes; all or nothing. O(need)."""
+        """Ask ``node_alloc`` for ``need`` nodes; all or nothing: the list of their handles,
+        or None (every handle granted given back). O(need)."""
         alloc = self.node_alloc
-        for got in range(need):
-            if not alloc():
+        if alloc is None:
+            return [None] * need
+        got = []
+        for _ in range(need):
+            h = alloc()
+            if not h:
                 free = self.node_free
                 if free is not None:
-                    for _ in range(got):
-                        free()
-                return False
-        return True
+                    for g in got:
+                        free(g)
+                return None
+            got.append(h)
+        return got
 
     def delete(self, index):
         """Remove and return the item at ``index``, or ``None``. Xen: ``radix_tree_delete``.
@@ -389,7 +401,7 @@ class RadixTree:
             if trace is not None:
                 trace(FREE_NODE)
             if free is not None:
-                free()
+                free(node.meta)
             self.node_count -= 1
             if not path:
                 self.root = None
@@ -415,7 +427,7 @@ class RadixTree:
             self.root = child
             self.height -= 1
             if free is not None:
-                free()
+                free(root.meta)
             self.node_count -= 1
             root = child
 
@@ -439,7 +451,7 @@ class RadixTree:
         return iter(out)
 
     def destroy(self, fn=None):
-        """Empty the tree: ``fn(item)`` for each item, ``node_free()`` for each node. O(n + nodes).
+        """Empty the tree: ``fn(item)`` for each item, ``node_free(handle)`` for each node. O(n + nodes).
 
         Items are passed in increasing index order. The tree is already empty (height 0, no
         nodes) when the first callback runs, so callbacks may use it. No case is traced.
@@ -451,15 +463,17 @@ class RadixTree:
         (['b', 'a'], 0, 0)
         """
         pairs = list(self.items())
-        nodes = self.node_count
+        metas = []
+        if self.height:
+            collect_node_metas(self.root, self.height, metas)
         self.root = None
         self.height = 0
         self.count = 0
         self.node_count = 0
         free = self.node_free
         if free is not None:
-            for _ in range(nodes):
-                free()
+            for m in metas:
+                free(m)
         if fn is not None:
             for _, item in pairs:
                 fn(item)
@@ -508,13 +522,23 @@ class RadixTree:
             )
 
 
-def _hang(node, index, shift, item):
+def collect_node_metas(node, level, out):
+    """Append the ``meta`` of ``node`` and every node below it (``level`` >= 1). O(nodes)."""
+    out.append(node.meta)
+    if level > 1:
+        for child in node.slots:
+            if child is not None:
+                collect_node_metas(child, level - 1, out)
+
+
+def _hang(node, index, shift, item, metas):
     """Hang a fresh chain of nodes from ``node`` (whose slot at ``shift`` is empty) to ``item``.
 
-    Creates ``shift / 6`` nodes; the caller has obtained and counted them.
+    Creates ``shift / 6`` nodes, each taking a handle from ``metas``; the caller has obtained
+    and counted them.
     """
     while shift:
-        child = RadixNode()
+        child = RadixNode(metas.pop())
         node.slots[(index >> shift) & RADIX_TREE_MAP_MASK] = child
         node.count += 1
         node = child

@@ -212,6 +212,7 @@ class Tlsf:
         if size.__class__ is not int or not 0 < size <= LARGEST_FIT:
             return self._refuse(size)
         want, fl, mask = _SEARCH[size]
+        added = None
         lock = self.lock
         if lock is not None:
             lock.acquire()
@@ -238,6 +239,7 @@ class Tlsf:
                     self.failed += 1
                     return None
                 self._add_region(f)
+                added = f
             bit = t & -t
             i = fl << MAX_LOG2_SLI | _FFS[bit]
             lists = self._lists
@@ -273,6 +275,8 @@ class Tlsf:
                 size_[b] = w & ~FREE_BLOCK
                 want = bsize
             self.used_size += want + BHDR_OVERHEAD
+            if added is not None and b >> PAGE_SHIFT != added:
+                self._unused_region(added)
             return b + BHDR_OVERHEAD
         finally:
             if lock is not None:
@@ -428,6 +432,22 @@ class Tlsf:
         self.num_regions += 1
         self.used_size += BHDR_OVERHEAD                  # only the sentinel counts as used
 
+    def _unused_region(self, f: int) -> None:
+        """region-return for a frame this allocation fetched but did not use: while the lock
+        was dropped for ``get_frame``, another CPU freed room elsewhere, and the search found
+        that first. Xen keeps such a region, wholly free, until the pool dies; it is given back
+        here, so no pool ever holds a frame it does not use."""
+        b = f << PAGE_SHIFT
+        if self._size.get(b) != MAX_ALLOC | FREE_BLOCK:
+            return                                      # someone else has used it since
+        self._extract(b, MAX_ALLOC)
+        end = b + PAGE_SIZE - BHDR_OVERHEAD
+        del self._size[b], self._prev[b], self._size[end], self._prev[end]
+        del self._regions[f]
+        self.num_regions -= 1
+        self.used_size -= BHDR_OVERHEAD
+        self._put_frame(f)
+
     # -- pictures and checks ----------------------------------------------------------------
 
     def _chain(self, f: int):
@@ -442,6 +462,11 @@ class Tlsf:
             if not w & SIZE_MASK:
                 return
             b += BHDR_OVERHEAD + (w & SIZE_MASK)
+
+    def used_blocks(self) -> set:
+        """The payload addresses of every allocated block. O(blocks)."""
+        return {b + BHDR_OVERHEAD for f in self._regions for b, w in self._chain(f)
+                if w & SIZE_MASK and not w & FREE_BLOCK}
 
     def describe(self) -> dict:
         """A plain-data snapshot for pictures: counters, the bitmaps, the non-empty free lists
