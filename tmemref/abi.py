@@ -324,6 +324,11 @@ class TmemOp:
             parts.append(f"{name}={shown}")
         return f"TmemOp({', '.join(parts)})"
 
+    def _repr_pretty_(self, printer, cycle) -> None:
+        """The same, for IPython's and Hypothesis's pretty printers (which would otherwise
+        print a dataclass field by field, a page as its 4096 bytes)."""
+        printer.text(repr(self))
+
 
 _FIELD_ORDER = ("cmd", "pool_id", "uuid", "flags", "arg1", "oid", "index", "subop", "cli_id", "arg2")
 _DEFAULTS = {f.name: f.default for f in fields(TmemOp)}

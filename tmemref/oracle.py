@@ -342,6 +342,10 @@ class Outcome:
         rc = abi.rc_name(self.rc) if type(self.rc) is int else str(self.rc)
         return rc if self.data is None else f"{rc} ({page_label(self.data)})"
 
+    def __repr__(self):                     # a page by its label, never 4 KB of bytes
+        data = "" if self.data is None else f", <{page_label(self.data)}>"
+        return f"Outcome({self.rc!r}{data})"
+
     @property
     def phrase(self) -> str:
         """The outcome as a verb phrase: ``"returned 1 (page 2)"``, ``"raised ValueError"``."""
