@@ -19,7 +19,7 @@ import errno
 import hashlib
 import operator
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 #: Hypercall number of ``__HYPERVISOR_tmem_op``.
 HYPERVISOR_TMEM_OP = 38
@@ -311,23 +311,34 @@ class TmemOp:
         cannot use, or None."""
         return explain(self)
 
+    def set_fields(self) -> List[Tuple[str, Any]]:
+        """``[(name, value)]`` of the fields, ``cmd`` aside, that differ from their defaults —
+        in value, or in type (0.0 and False are not 0) — in struct order. O(fields)."""
+        return [(name, getattr(self, name)) for name in _FIELD_ORDER[1:] + ("page", "buf")
+                if not _is_default(getattr(self, name), _DEFAULTS[name])]
+
     def __repr__(self) -> str:
         """The command by name and the fields that differ from their defaults; a page or
         buffer by type, length and sha1 prefix, never its bytes."""
         cmd = CMD_NAMES.get(self.cmd) if type(self.cmd) is int else None
         parts = [f"cmd={cmd or _short(self.cmd)}"]
-        for name in _FIELD_ORDER[1:] + ("page", "buf"):
-            value, default = getattr(self, name), _DEFAULTS[name]
-            if value is default or (type(value) is type(default) and value == default):
-                continue
-            shown = _frame_repr(value) if name in ("page", "buf") else _short(value)
-            parts.append(f"{name}={shown}")
+        parts += [f"{name}={_frame_repr(value) if name in ('page', 'buf') else _short(value)}"
+                  for name, value in self.set_fields()]
         return f"TmemOp({', '.join(parts)})"
 
     def _repr_pretty_(self, printer, cycle) -> None:
         """The same, for IPython's and Hypothesis's pretty printers (which would otherwise
         print a dataclass field by field, a page as its 4096 bytes)."""
         printer.text(repr(self))
+
+
+def _is_default(value, default) -> bool:
+    """``value`` is ``default``: equal, and of the same types (0.0 and False are not 0)."""
+    if value is default:
+        return True
+    if type(value) is not type(default) or value != default:
+        return False
+    return type(value) is not tuple or all(type(a) is type(b) for a, b in zip(value, default))
 
 
 _FIELD_ORDER = ("cmd", "pool_id", "uuid", "flags", "arg1", "oid", "index", "subop", "cli_id", "arg2")

@@ -70,7 +70,6 @@ LIST_MAX = 1 << 20
 _CACHE_MAX = 4096                            # decoded/encoded pages kept, each way
 _SAMPLE = 48                                 # characters (bytes) of each end of a page: a key
 _FIELD_SET = frozenset(FIELDS)
-_DEFAULTS = {name: getattr(TmemOp(cmd=0), name) for name in FIELDS}
 _GET, _CONTROL, _LIST = abi.TMEM_GET_PAGE, abi.TMEM_CONTROL, abi.TMEMC_LIST
 _EFAULT = -14
 _dumps, _loads = json.dumps, json.JSONDecoder().decode
@@ -83,21 +82,18 @@ class BadLine(ValueError):
 def request_line(domid: int, op: TmemOp) -> str:
     """The protocol line of the hypercall ``op`` from ``domid`` (without its newline): the
     command by name, the fields that differ from their defaults, a put's page in base64 (a
-    get's frame is the server's). The inverse of what :class:`Session` reads. O(1).
+    get's frame and a LIST's buffer are the server's). The inverse of what :class:`Session`
+    reads. O(1).
 
     >>> request_line(1, TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=2, oid=(7, 0, 0), index=3))
     '{"dom": 1, "cmd": "GET_PAGE", "pool_id": 2, "oid": [7, 0, 0], "index": 3}'
     """
     cmd = abi.CMD_NAMES.get(op.cmd) if type(op.cmd) is int else None
     out = {"dom": domid, "cmd": cmd[5:] if cmd else op.cmd}
-    for name in FIELDS:
-        value = getattr(op, name)
-        if value is _DEFAULTS[name] or (type(value) is type(_DEFAULTS[name])
-                                        and value == _DEFAULTS[name]):
-            continue
+    for name, value in op.set_fields():
+        if name == "buf" or (name == "page" and op.cmd == _GET):
+            continue                             # the server supplies both
         if name == "page":
-            if op.cmd == _GET:
-                continue
             value = base64.b64encode(memoryview(value).tobytes()).decode("ascii")
         elif name == "subop" and type(value) is int and value in abi.SUBOP_NAMES:
             value = abi.SUBOP_NAMES[value][6:]
