@@ -38,6 +38,7 @@ import numpy as np
 import tmemref
 from tmemref import Host, TmemOp, abi
 from tmemref.host.alloc import SIZEOF
+from tmemref.progress import progress
 
 # benchmarks/trace.py would shadow the standard library's ``trace``: load it by path.
 _spec = importlib.util.spec_from_file_location(
@@ -168,7 +169,7 @@ def timed_replay(make, ops, warmup, repeat):
     last target). CPU time well below wall time means other processes took the CPU."""
     best, cpu, target = float("inf"), 0.0, None
     head, body = ops[:warmup], ops[warmup:]
-    for _ in range(repeat):
+    for _ in progress(range(repeat), desc="replays", unit=" runs"):
         target = None
         gc.collect()
         target = make()
