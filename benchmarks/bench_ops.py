@@ -1,8 +1,11 @@
 """Throughput, metadata and scaling figures of the tmemref engine. A script, not a test.
 
-    python benchmarks/bench_ops.py             # full run (about 2 minutes)
-    python benchmarks/bench_ops.py --quick     # smaller trace and fewer ops (about 20 s)
+    python benchmarks/bench_ops.py             # full run: about 30 s on a quiet 2-vCPU machine
+    python benchmarks/bench_ops.py --quick     # smaller trace, fewer ops: about 12 s
     python benchmarks/bench_ops.py --profile   # also cProfile one replay, print the top 20
+
+(The last line printed is the run's own wall and CPU time; benchmarks/README.md has the same
+figures.)
 
 Figures (see benchmarks/README.md for what each means and the numbers measured):
 

@@ -66,7 +66,8 @@ def test_explain_names_a_field_out_of_its_range(field):
 @pytest.mark.parametrize("field, n", sorted(abi.WORD_FIELDS.items()))
 def test_explain_names_oid_and_uuid_problems(field, n):
     good = [0] * n
-    cases = [(list(good), "is a list, not a tuple of"), (tuple(good[:-1]), f"{n - 1} words, not {n}"),
+    cases = [(list(good), "is a list, not a tuple of"),
+             (tuple(good[:-1]), f"{n - 1} words, not {n}"),
              (tuple(good) + (0,), f"{n + 1} words, not {n}"), (7, "7 is a int, not a tuple")]
     for i, (bad, words) in itertools.product(range(n), [(-1, "-1 is outside [0, 2**64) (a u64)"),
                                                         (2**64, f"{2**64} is outside [0, 2**64)"),

@@ -512,3 +512,17 @@ def test_rc_name_names_eopnotsupp_as_xen_does():
     ``errno.errorcode[95]`` is 'ENOTSUP', so abi.rc_name prints '-ENOTSUP' in the book.
     Fails until abi.rc_name prefers the name Xen uses."""
     assert abi.rc_name(EOPNOTSUPP) == "-EOPNOTSUPP"
+
+
+def test_the_readme_states_the_engines_size_as_counted():
+    """The README's figure is engine_lines(), which counts every line of the engine's files
+    (checked here by reading them directly)."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    stated = int(re.search(r"is\s+([\d,]+) lines of Python", text).group(1).replace(",", ""))
+    files = [PKG / "__init__.py", PKG / "abi.py", PKG / "errors.py"] + \
+        [p for d in ("core", "host", "ds") for p in sorted((PKG / d).glob("*.py"))]
+    counted = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in files)
+    assert docs.engine_lines() == counted
+    assert stated == counted, (f"README says {stated:,} lines; the engine has {counted:,}: "
+                               "update the README's Layout section")

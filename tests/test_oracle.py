@@ -68,7 +68,8 @@ def test_dict_tmem_page_rules():
     assert oracle.page_label(buf) == "page 1"
     assert call(t, 1, op(GET, pool_id=eph, oid=(1, 0, 0), index=0, page=buf)) == -abi.EEMPTY
     for i in range(2):                                                       # §14 rule 4
-        assert call(t, 1, op(PUT, pool_id=pers, oid=(2, 0, 0), index=i, page=oracle.page_of(i))) == 1
+        assert call(t, 1, op(PUT, pool_id=pers, oid=(2, 0, 0), index=i,
+                             page=oracle.page_of(i))) == 1
     assert [call(t, 1, op(GET, pool_id=pers, oid=(2, 0, 0), index=0, page=buf))
             for _ in range(3)] == [1, 1, 1]
     assert call(t, 1, op(PUT, pool_id=pers, oid=(2, 0, 0), index=0, page=oracle.page_of(9))) == 1
@@ -151,7 +152,8 @@ CANONICAL = [(1, op(NEW, flags=abi.pool_flags())),
 def test_compare_catches_the_coherence_bug():
     d = oracle.compare(oracle.oracle_host, oracle.BuggyDictTmem, CANONICAL)
     assert d is not None and d.step == 3 and d.domid == 1
-    assert d.a == oracle.Outcome(1, oracle.page_of(2)) and d.b == oracle.Outcome(1, oracle.page_of(1))
+    assert d.a == oracle.Outcome(1, oracle.page_of(2))
+    assert d.b == oracle.Outcome(1, oracle.page_of(1))
     assert str(d) == ("step 3, dom1 GET_PAGE pool=0 oid=(1, 0, 0) index=0: Host returned 1 "
                       "(page 2), BuggyDictTmem returned 1 (page 1)")
     assert oracle.compare(oracle.oracle_host, oracle.DictTmem, CANONICAL) is None

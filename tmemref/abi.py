@@ -341,5 +341,6 @@ def _is_default(value, default) -> bool:
     return type(value) is not tuple or all(type(a) is type(b) for a, b in zip(value, default))
 
 
-_FIELD_ORDER = ("cmd", "pool_id", "uuid", "flags", "arg1", "oid", "index", "subop", "cli_id", "arg2")
+_FIELD_ORDER = ("cmd", "pool_id", "uuid", "flags", "arg1", "oid", "index", "subop", "cli_id",
+                "arg2")
 _DEFAULTS = {f.name: f.default for f in fields(TmemOp)}

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import errno
 import hashlib
 import importlib.util
 import inspect
@@ -59,6 +60,8 @@ __all__ = ["Session", "BadLine", "request_line", "serve", "replay", "check", "ma
 #: ``TMEM_*`` and ``TMEMC_*`` names without their prefixes, to numbers.
 CMDS = {name[5:]: value for value, name in abi.CMD_NAMES.items()}
 SUBOPS = {name[6:]: value for value, name in abi.SUBOP_NAMES.items()}
+_NAMES = {**CMDS, **{"TMEM_" + k: v for k, v in CMDS.items()}}        # the prefix is allowed
+_SUBOP_NAMES = {**SUBOPS, **{"TMEMC_" + k: v for k, v in SUBOPS.items()}}
 #: The keys of a hypercall line besides ``dom`` and ``cmd``.
 FIELDS = ("pool_id", "uuid", "flags", "arg1", "oid", "index", "page", "subop", "cli_id", "arg2")
 #: The keywords of a ``host`` line: every keyword of ``Host`` that JSON can carry.
@@ -67,12 +70,14 @@ DOMAIN_KEYWORDS = {"create_domain": ("domid", "pages", "max_pages", "privileged"
                    "destroy_domain": ("domid",)}
 #: The largest LIST buffer the server hands the hypervisor.
 LIST_MAX = 1 << 20
-_CACHE_MAX = 4096                            # decoded/encoded pages kept, each way
-_SAMPLE = 48                                 # characters (bytes) of each end of a page: a key
+_CACHE_MAX = 1024                            # decoded/encoded pages kept, each way
+_SAMPLE = 64                                 # characters (bytes) at a page's end: a cache key
 _FIELD_SET = frozenset(FIELDS)
 _GET, _CONTROL, _LIST = abi.TMEM_GET_PAGE, abi.TMEM_CONTROL, abi.TMEMC_LIST
-_EFAULT = -14
+_OID, _UUID = TmemOp(cmd=0).oid, TmemOp(cmd=0).uuid
+_EFAULT = -errno.EFAULT
 _dumps, _loads = json.dumps, json.JSONDecoder().decode
+_scan = json.JSONDecoder().scan_once
 
 
 class BadLine(ValueError):
@@ -109,12 +114,13 @@ class Session:
 
     ``answer(line)`` returns the answer line (with its newline); ``handle(request)`` the answer
     object of an already parsed request. Pages are decoded (and a get's page encoded) once per
-    distinct content, in caches of at most 4096 entries each; a get's frame is one reused
-    buffer. O(1) per line besides the hypercall.
+    distinct content, in caches of at most 1024 entries each (about 10 MB each); a get's frame
+    is one reused buffer. O(1) per line besides the hypercall.
 
     Invariants: 1. ``host`` is None (no ``host`` line yet) or a :class:`~tmemref.Host`;
-    2. the get frame is a 4096-byte ``bytearray``; 3. each cache holds at most 4096 pages,
-    every decoded page the base64 of its key.
+    2. the get frame is a 4096-byte ``bytearray``; 3. each cache holds at most 1024 pages,
+    each decoded entry ``(text, page)`` filed under the end of ``text``, ``page`` its
+    decoding.
 
     >>> s = Session()
     >>> s.answer('{"op": "host", "pages": 1024}'), s.answer('{"op": "create_domain", "domid": 1}')
@@ -131,8 +137,8 @@ class Session:
         self.host: Optional[Host] = None
         self.explain = explain
         self._frame = bytearray(abi.PAGE_SIZE)
-        self._decoded = {}                     # base64 text -> page bytes
-        self._encoded = {}                     # page bytes -> base64 text
+        self._decoded = {}                     # end of the text -> (base64 text, page)
+        self._encoded = {}                     # end of the page -> (page, answer line)
         self._rc_lines = {}                    # rc -> '{"rc": rc}\n'
 
     def answer(self, line: str) -> str:
@@ -164,28 +170,30 @@ class Session:
         host = self.host
         if host is None:
             raise BadLine('no host yet: the first line is {"op": "host", "pages": N}')
-        domid = request.pop("dom")
-        cmd = request.pop("cmd", None)
+        pop = request.pop
+        domid, cmd = pop("dom"), pop("cmd", None)
         if type(cmd) is str:
-            cmd = CMDS.get(cmd.removeprefix("TMEM_"))
+            cmd = _NAMES.get(cmd)
             if cmd is None:
                 raise BadLine(f"unknown cmd: use one of {', '.join(CMDS)}, or a number")
         elif cmd is None:
             raise BadLine('a hypercall line needs "cmd"')
-        op = TmemOp(cmd)
-        for name, value in request.items():
+        pool_id, oid, index, page = (pop("pool_id", 0), pop("oid", _OID), pop("index", 0),
+                                     pop("page", None))
+        if type(oid) is list:                  # JSON has no tuples
+            oid = tuple(oid)
+        if page is not None:
+            if cmd == _GET:
+                raise BadLine("a GET_PAGE line carries no page: the server supplies the frame")
+            page = self._decode(page)
+        op = TmemOp(cmd, pool_id, _UUID, 0, 0, oid, index, page)
+        for name, value in request.items():    # the rarer fields
             if name not in _FIELD_SET:
                 raise BadLine(f"unknown field {name!r}: the fields are {', '.join(FIELDS)}")
-            kind = type(value)
-            if name == "page":
-                if cmd == _GET:
-                    raise BadLine("a GET_PAGE line carries no page: the server supplies the "
-                                  "frame")
-                value = self._decode(value)
-            elif kind is list:                 # oid, uuid: JSON has no tuples
+            if type(value) is list:
                 value = tuple(value)
-            elif name == "subop" and kind is str:
-                value = SUBOPS.get(value.removeprefix("TMEMC_"))
+            elif name == "subop" and type(value) is str:
+                value = _SUBOP_NAMES.get(value)
                 if value is None:
                     raise BadLine(f"unknown subop: use one of {', '.join(SUBOPS)}, or a number")
             setattr(op, name, value)
@@ -195,8 +203,8 @@ class Session:
             size = op.arg1 if type(op.arg1) is int and op.arg1 > 0 else 0
             op.buf = bytearray(min(size, LIST_MAX))
         rc = host.do_tmem_op(domid, op)
-        if rc == 1 and cmd == _GET:                # base64 needs no escaping: no json.dumps
-            return '{"rc": 1, "page": "' + self._encode(self._frame) + '"}\n'
+        if rc == 1 and cmd == _GET:
+            return self._page_answer(self._frame)
         if rc == 0 and op.buf is not None:
             text = bytes(op.buf).split(b"\0", 1)[0].decode("ascii", "replace")
             return _dumps({"rc": rc, "buf": text}) + "\n"
@@ -223,35 +231,37 @@ class Session:
         return {"rc": 0}
 
     # --- pages ------------------------------------------------------------------------------
-    # Each cache is keyed by a sample of the page (its ends), cheap to hash, and a hit is
-    # confirmed by comparing the whole page (a memcmp): hashing 4-5 KB per line costs more.
+    # Each cache is keyed by the end of a page, cheap to hash, and a hit is confirmed by
+    # comparing the whole page (a memcmp): hashing 4-5 KB per line would cost more.
     def _decode(self, text) -> bytes:
         if type(text) is not str:
             raise BadLine('"page" is the page in base64 text (a string)')
-        key = text[:_SAMPLE] + text[-_SAMPLE:]
-        hit = self._decoded.get(key)
+        hit = self._decoded.get(text[-_SAMPLE:])
         if hit is not None and hit[0] == text:
             return hit[1]
-        try:
-            data = base64.b64decode(text, validate=True)
-        except binascii.Error as e:
+        try:                                   # a JSON escape (``\/``) left in by _parse
+            data = base64.b64decode(_loads(f'"{text}"') if "\\" in text else text,
+                                    validate=True)
+        except (binascii.Error, ValueError) as e:
             raise BadLine(f'"page" is not base64: {e}') from None
         if len(self._decoded) >= _CACHE_MAX:
             self._decoded.clear()
-        self._decoded[key] = (text, data)
+        self._decoded[text[-_SAMPLE:]] = (text, data)
         return data
 
-    def _encode(self, frame: bytearray) -> str:
-        key = bytes(frame[:_SAMPLE]) + bytes(frame[-_SAMPLE:])
+    def _page_answer(self, frame: bytearray) -> str:
+        """The answer line of a get that returned 1 with ``frame``: base64 needs no JSON
+        escaping, so the line is built as text, once per distinct page."""
+        key = bytes(frame[-_SAMPLE:])
         hit = self._encoded.get(key)
         if hit is not None and hit[0] == frame:
             return hit[1]
         data = bytes(frame)
-        text = binascii.b2a_base64(data, newline=False).decode("ascii")
+        line = '{"rc": 1, "page": "' + binascii.b2a_base64(data, newline=False).decode() + '"}\n'
         if len(self._encoded) >= _CACHE_MAX:
             self._encoded.clear()
-        self._encoded[key] = (data, text)
-        return text
+        self._encoded[key] = (data, line)
+        return line
 
     def check(self) -> None:
         """The invariants above (and the host's own); ``InvariantError`` names the one broken."""
@@ -263,37 +273,41 @@ class Session:
         if type(self._frame) is not bytearray or len(self._frame) != abi.PAGE_SIZE:
             raise InvariantError("Session invariant 2: the get frame is not 4096 bytes")
         if len(self._decoded) > _CACHE_MAX or len(self._encoded) > _CACHE_MAX or any(
-                base64.b64decode(t) != d or k != t[:_SAMPLE] + t[-_SAMPLE:]
+                base64.b64decode(t) != d or k != t[-_SAMPLE:]
                 for k, (t, d) in self._decoded.items()):
             raise InvariantError("Session invariant 3: a page cache is too big or wrong")
 
 
 def _parse(line: str):
-    """``json.loads(line)``, faster for a line with a page: the page's base64 text (a plain
-    JSON string: no escape can occur in base64) is cut out before the rest is parsed, so the
-    JSON scanner does not walk 5 KB per put. Any line this cannot cut cleanly — no top-level
-    ``"page"`` key right after ``{`` or ``,``, an escape, a second ``"page"`` — is parsed whole,
-    so the result is always what ``json.loads`` gives."""
-    i = line.find('"page"')
-    if i > 0:
-        before = line[:i].rstrip()
-        p = i + 6
-        while line[p:p + 1] in (" ", "\t"):
-            p += 1
-        if before[-1:] in ("{", ",") and line[p:p + 1] == ":":
-            p += 1
-            while line[p:p + 1] in (" ", "\t"):
-                p += 1
-            end = line.find('"', p + 1) if line[p:p + 1] == '"' else -1
-            if end > 0:
-                text = line[p + 1:end]
-                rest = line[:i] + '"page": 0' + line[end + 1:]
-                if "\\" not in text and rest.find('"page"', i + 6) < 0:
-                    request = _loads(rest)
-                    if type(request) is dict and request.get("page") == 0:
-                        request["page"] = text
-                        return request
-    return _loads(line)
+    """``json.loads(line)``, faster: the page's base64 text of a canonical put line (``"page":
+    "..."`` after ``{`` or ``, ``) is cut out before the rest is parsed, so the JSON scanner
+    does not walk 5 KB per put; a JSON escape it may hold is undone when the page is decoded.
+    Anything else — another spelling, a second ``"page"``, a line this cannot cut cleanly —
+    is parsed whole, so the request is always what ``json.loads`` gives."""
+    i = line.find('"page": "')
+    if i > 0 and (line[i - 1] == "{" or line[i - 2:i] == ", "):
+        end = line.find('"', i + 9)
+        text = line[i + 9:end]
+        if end > 0 and text[-1:] != "\\":
+            rest = line[:i] + '"page": 0' + line[end + 1:]
+            if rest.find('"page"', i + 6) < 0:
+                request = _object(rest)
+                if type(request) is dict and request.get("page") == 0:
+                    request["page"] = text
+                    return request
+    return _object(line)
+
+
+def _object(text: str):
+    """``json.loads(text)`` without its two whitespace scans when ``text`` is one JSON value
+    followed by at most a newline (a line); errors are ``json.loads``'s own."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _loads(text)
+    if end != len(text) and text[end:].strip():
+        return _loads(text)
+    return value
 
 
 def _only(request: dict, allowed, what: str) -> None:

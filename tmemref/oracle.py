@@ -1,4 +1,4 @@
-"""Xen: the guest's contract with ``do_tmem_op`` — tmemref as an oracle for other tmem implementations.
+"""Xen: the guest's contract with ``do_tmem_op`` — tmemref as an oracle for other implementations.
 
 Anything that satisfies the :class:`Tmem` protocol — ``create_domain(domid, pages=...,
 max_pages=...)`` and ``do_tmem_op(domid, op)`` returning Xen's value — can be put beside the

@@ -1,4 +1,4 @@
-"""Xen: the guest's ``do_tmem_op`` calls, drawn by Hypothesis — and a pytest plugin with a ``tmem_oracle`` fixture.
+"""Xen: guest ``do_tmem_op`` calls drawn by Hypothesis, and a pytest plugin (``tmem_oracle``).
 
 Strategies (Hypothesis is imported when one is built, never at import time):
 

@@ -1,4 +1,4 @@
-"""Xen: the ``xl tmem-*`` commands (``tools/xl/xl_tmem.c`` → ``libxl`` → ``tools/libxc/xc_tmem.c``).
+"""Xen: the ``xl tmem-*`` commands (``tools/xl/xl_tmem.c`` → libxl → ``tools/libxc/xc_tmem.c``).
 
 The administrator's side of tmem, implemented once: commands run in a privileged domain (dom0,
 itself a Linux guest) that reach the hypervisor as ``TMEM_CONTROL`` with a ``TMEMC_*`` sub-op,

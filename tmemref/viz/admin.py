@@ -1,4 +1,4 @@
-"""Xen: ``tmemc_list`` and the ``TMEMC_*`` handlers, shown — the tables and sessions of the chapter "Control and statistics".
+"""Xen: ``tmemc_list`` and the ``TMEMC_*`` handlers, shown: the tables and sessions of chapter 6.
 
 What the book shows about the administrator's side, computed live from the package:
 

@@ -1,4 +1,4 @@
-"""The book's appendices as code: the package map, the data path, the lock order, the fidelity tables.
+"""The book's appendices as code: the package map, the data path, locks, the fidelity tables.
 
 The chapters "How tmemref is built" (``book/architecture.md``) and "Fidelity notes"
 (``book/fidelity.md``) only call what is here (and the oracle of :mod:`tmemref.oracle`), so
@@ -339,7 +339,8 @@ DESIGN_HOUSE = (
     "__init__.py", "abi.py", "core/host.py", "core/client.py", "core/pool.py", "core/obj.py",
     "core/pcd.py", "core/evict.py", "core/control.py", "core/stats.py", "host/frames.py",
     "host/tlsf.py", "host/compress.py", "host/locks.py", "ds/rbtree.py", "ds/radix.py",
-    "ds/dlist.py", "guest/", "sim/", "viz/", "oracle.py", "cli.py")
+    "ds/dlist.py", "guest/", "sim/", "viz/", "oracle.py", "strategies.py", "xl.py", "__main__.py",
+    "cli.py")
 
 
 def _module_path(name: str, is_package: bool) -> str:
