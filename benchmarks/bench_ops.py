@@ -1,8 +1,11 @@
 """Throughput, metadata and scaling figures of the tmemref engine. A script, not a test.
 
-    python benchmarks/bench_ops.py             # full run (about 2 minutes)
-    python benchmarks/bench_ops.py --quick     # smaller trace and fewer ops (about 20 s)
+    python benchmarks/bench_ops.py             # full run: about 30 s on a quiet 2-vCPU machine
+    python benchmarks/bench_ops.py --quick     # smaller trace, fewer ops: about 12 s
     python benchmarks/bench_ops.py --profile   # also cProfile one replay, print the top 20
+
+(The last line printed is the run's own wall and CPU time; benchmarks/README.md has the same
+figures.)
 
 Figures (see benchmarks/README.md for what each means and the numbers measured):
 
@@ -38,6 +41,7 @@ import numpy as np
 import tmemref
 from tmemref import Host, TmemOp, abi
 from tmemref.host.alloc import SIZEOF
+from tmemref.progress import progress
 
 # benchmarks/trace.py would shadow the standard library's ``trace``: load it by path.
 _spec = importlib.util.spec_from_file_location(
@@ -168,7 +172,7 @@ def timed_replay(make, ops, warmup, repeat):
     last target). CPU time well below wall time means other processes took the CPU."""
     best, cpu, target = float("inf"), 0.0, None
     head, body = ops[:warmup], ops[warmup:]
-    for _ in range(repeat):
+    for _ in progress(range(repeat), desc="replays", unit=" runs"):
         target = None
         gc.collect()
         target = make()

@@ -1,9 +1,9 @@
-"""tmemref.docs: the package map, the data path, the oracle toys and checker, the fidelity tables.
+"""tmemref.viz.appendix: the package map, the data path, the lock order, the fidelity tables.
 
-Expected values come from the facts digest (reference/xen-tmem-facts.md, cited by section), from
-DESIGN §2-3 and from the package's own documented claims (docstrings), never from docs.py's
-output. A fixture makes every hypercall on every Host run ``host.check()`` afterwards (the house
-rule) in the tests that drive hosts through docs.py's helpers.
+(The oracle the appendix also shows is tested in test_oracle.py.) Expected values come from the
+facts digest (reference/xen-tmem-facts.md, cited by section), from DESIGN §2-3 and from the
+package's own documented claims (docstrings), never from the appendix module's output. A fixture makes every hypercall on every Host run ``host.check()`` afterwards (the house
+rule) in the tests that drive hosts through the appendix's helpers.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tmemref import Host, InvariantError, TmemOp, abi, docs, fidelity
+from tmemref import Host, InvariantError, TmemOp, abi, fidelity, oracle
+from tmemref.viz import appendix as docs
 from tmemref.host import locks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,8 @@ def test_module_map_summary_is_the_first_docstring_line():
     m = {i.name: i for i in docs.module_map()}
     assert m["tmemref.core.host"].summary == core_host.__doc__.strip().splitlines()[0]
     assert m["tmemref.host.locks"].summary == host_locks.__doc__.strip().splitlines()[0]
-    assert m["tmemref.docs"].summary.startswith("The book's appendices")
+    assert m["tmemref.viz.appendix"].summary.startswith("The book's appendices")
+    assert m["tmemref.oracle"].layer == m["tmemref.cli"].layer == "tools"
     assert m["tmemref.core"].is_package and not m["tmemref.core.host"].is_package
 
 
@@ -186,7 +188,8 @@ def test_design_vs_package_reports_the_filesystem():
         assert present == ("yes" if (PKG / path).is_file() else "—"), path
         assert design == ("yes" if path in docs.DESIGN_HOUSE else "—"), path
     assert rows["core/host.py"] == ("yes", "yes")
-    assert rows["docs.py"] == ("—", "yes")
+    assert rows["oracle.py"] == rows["cli.py"] == ("yes", "yes")
+    assert rows["progress.py"] == ("—", "yes")
     assert rows["guest/"] == ("yes", "yes")
     assert "core/__init__.py" not in rows
 
@@ -225,12 +228,12 @@ def test_a_put_that_must_evict_follows_both_paths_in_order(checked):
 
 def test_path_rows_reports_a_step_that_did_not_happen(checked):
     """A duplicate put finds its object: no rb-tree insert, no radix insert."""
-    host = docs.oracle_host()
+    host = oracle.oracle_host()
     host.create_domain(1, pages=16)
     g = docs.TmemOps(host, 1)
     pool = g.new_pool()
-    g.put_page(pool, (5, 0, 0), 1, docs.page_of(1))
-    calls = docs.calls_during(lambda: g.put_page(pool, (5, 0, 0), 1, docs.page_of(2)))
+    g.put_page(pool, (5, 0, 0), 1, oracle.page_of(1))
+    calls = docs.calls_during(lambda: g.put_page(pool, (5, 0, 0), 1, oracle.page_of(2)))
     rows = {r[2]: r[3] for r in docs.path_rows(docs.PUT_PATH, calls)}
     assert rows["tmemref.ds.rbtree.RBTree.insert"] is None
     assert rows["tmemref.ds.radix.RadixTree.insert"] is None
@@ -311,202 +314,6 @@ def test_tmemop_fields_are_designs_and_commented():
                                     "page", "subop", "cli_id", "arg2", "buf"]   # DESIGN §2
     assert all(r[2] for r in rows)                      # STYLE: one comment per field
     assert dict((r[0], r[1]) for r in rows)["cli_id"] == str(abi.TMEM_CLI_ID_NULL)
-
-
-# =================================================================================================
-# The toy tmem and the buggy one
-# =================================================================================================
-
-def toy(cls=docs.DictTmem):
-    t = cls()
-    t.create_domain(1)
-    t.create_domain(2)
-    return t
-
-
-def call(t, domid, o):
-    rc = t.do_tmem_op(domid, o)
-    t.check()
-    return rc
-
-
-def test_dict_tmem_pool_creation_rules():
-    t = toy()
-    assert [call(t, 1, op(NEW, flags=abi.pool_flags())) for _ in range(16)] == list(range(16))
-    assert call(t, 1, op(NEW, flags=abi.pool_flags())) == -errno.EPERM       # §14 rule 1
-    assert call(t, 1, op(abi.TMEM_DESTROY_POOL, pool_id=3)) == 1
-    assert call(t, 1, op(abi.TMEM_DESTROY_POOL, pool_id=3)) == 0             # §3.3
-    assert call(t, 1, op(abi.TMEM_DESTROY_POOL, pool_id=99)) == 0
-    assert call(t, 1, op(NEW, flags=abi.pool_flags())) == 3                  # lowest free
-    for flags in (abi.pool_flags(version=0), abi.pool_flags(persist=True, shared=True),
-                  abi.pool_flags(pagesize_field=1), abi.pool_flags() | abi.TMEM_POOL_PRECOMPRESSED,
-                  abi.pool_flags() | 0x100):
-        assert call(t, 2, op(NEW, flags=flags)) == -errno.EPERM              # §3.2
-    assert call(t, 2, op(NEW, flags=abi.pool_flags(shared=True), uuid=(1, 2))) == 0
-
-
-def test_dict_tmem_page_rules():
-    t = toy()
-    eph = call(t, 1, op(NEW, flags=abi.pool_flags()))
-    pers = call(t, 1, op(NEW, flags=abi.pool_flags(persist=True)))
-    buf = bytearray(PAGE)
-    assert call(t, 1, op(GET, pool_id=eph, page=buf)) == -abi.EEMPTY         # §3.6
-    assert call(t, 1, op(PUT, pool_id=eph, oid=(1, 0, 0), index=0, page=docs.page_of(1))) == 1
-    assert call(t, 1, op(GET, pool_id=eph, oid=(1, 0, 0), index=5, page=buf)) == 0
-    assert call(t, 1, op(GET, pool_id=eph, oid=(1, 0, 0), index=0, page=buf)) == 1
-    assert docs.page_label(buf) == "page 1"
-    assert call(t, 1, op(GET, pool_id=eph, oid=(1, 0, 0), index=0, page=buf)) == -abi.EEMPTY
-    for i in range(2):                                                       # §14 rule 4
-        assert call(t, 1, op(PUT, pool_id=pers, oid=(2, 0, 0), index=i, page=docs.page_of(i))) == 1
-    assert [call(t, 1, op(GET, pool_id=pers, oid=(2, 0, 0), index=0, page=buf))
-            for _ in range(3)] == [1, 1, 1]
-    assert call(t, 1, op(PUT, pool_id=pers, oid=(2, 0, 0), index=0, page=docs.page_of(9))) == 1
-    call(t, 1, op(GET, pool_id=pers, oid=(2, 0, 0), index=0, page=buf))
-    assert docs.page_label(buf) == "page 9"                                  # §3.5 coherence
-    assert call(t, 1, op(abi.TMEM_FLUSH_OBJECT, pool_id=pers, oid=(2, 0, 0))) == 1
-    assert call(t, 1, op(GET, pool_id=pers, oid=(2, 0, 0), index=1, page=buf)) == -abi.EEMPTY
-    assert call(t, 1, op(abi.TMEM_FLUSH_PAGE, pool_id=pers, oid=(7, 0, 0))) == 1   # §3.7
-    assert call(t, 1, op(PUT, pool_id=9, page=docs.page_of(1))) == -errno.ENODEV
-    assert call(t, 1, op(abi.TMEM_XCHG, pool_id=eph)) == -errno.ENOSYS
-    assert call(t, 1, op(abi.TMEM_XCHG, pool_id=9)) == -errno.ENODEV        # pool check first
-    assert call(t, 1, op(abi.TMEM_CONTROL, subop=abi.TMEMC_FREEZE)) == -errno.EPERM
-
-
-def test_dict_tmem_bad_frames_and_callers():
-    t = toy()
-    pool = call(t, 1, op(NEW, flags=abi.pool_flags(persist=True)))
-    assert call(t, 1, op(PUT, pool_id=pool, page=b"short")) == -errno.EFAULT
-    assert call(t, 1, op(PUT, pool_id=pool, page=docs.page_of(1))) == 1
-    assert call(t, 1, op(GET, pool_id=pool, page=bytes(PAGE))) == -errno.EFAULT   # read-only
-    assert call(t, 1, op(PUT, pool_id=pool, page=b"short")) == -errno.EFAULT
-    assert call(t, 1, op(GET, pool_id=pool, page=bytearray(PAGE))) == -abi.EEMPTY  # flushed
-    with pytest.raises(ValueError):
-        t.do_tmem_op(7, op(NEW, flags=abi.pool_flags()))
-    with pytest.raises(NotImplementedError):
-        t.do_tmem_op(0, op(abi.TMEM_CONTROL, subop=abi.TMEMC_LIST))
-    with pytest.raises(ValueError):
-        t.create_domain(1)
-
-
-def test_buggy_dict_tmem_returns_the_older_of_two_puts():
-    for cls, want in ((docs.DictTmem, "page 2"), (docs.BuggyDictTmem, "page 1")):
-        t = toy(cls)
-        pool = call(t, 1, op(NEW, flags=abi.pool_flags()))
-        assert call(t, 1, op(PUT, pool_id=pool, page=docs.page_of(1))) == 1
-        assert call(t, 1, op(PUT, pool_id=pool, page=docs.page_of(2))) == 1
-        buf = bytearray(PAGE)
-        assert call(t, 1, op(GET, pool_id=pool, page=buf)) == 1
-        assert docs.page_label(buf) == want
-
-
-def test_page_of_and_page_label():
-    assert docs.page_of(3) != docs.page_of(4) and len(docs.page_of(2 ** 32 - 1)) == PAGE
-    assert docs.page_label(docs.page_of(123456)) == "page 123456"
-    assert docs.page_label(b"\x01" + bytes(PAGE - 1)).startswith("sha1 ")
-
-
-# =================================================================================================
-# Traces and the differential checker
-# =================================================================================================
-
-def test_random_trace_is_deterministic_and_exercises_duplicates():
-    a, b = docs.random_trace(150, 4), docs.random_trace(150, 4)
-    assert [(d, docs.describe(o), o.page) for d, o in a] == \
-        [(d, docs.describe(o), o.page) for d, o in b]
-    other = docs.random_trace(150, 5)
-    assert [docs.describe(o) for _, o in a] != [docs.describe(o) for _, o in other]
-    puts = [(d, o.pool_id, o.oid, o.index) for d, o in a if o.cmd == PUT]
-    assert len(puts) > len(set(puts))                  # some handle is put twice
-    assert all(o.cmd not in (abi.TMEM_CONTROL, abi.TMEM_AUTH, abi.TMEM_RESTORE_NEW)
-               for _, o in a)
-    pages = [o.page for _, o in a if o.cmd == PUT]
-    assert len(pages) == len(set(pages))
-
-
-def test_the_toy_agrees_with_the_reference_on_random_traces():
-    """DictTmem models the guest ABI (§3, §14) without memory pressure: Host must agree."""
-    assert docs.compare(docs.random_trace(120, 0), docs.oracle_host, docs.DictTmem) is None
-    for seed in range(1, 6):
-        assert docs.compare(docs.random_trace(200, seed), docs.oracle_host, docs.DictTmem,
-                            check=False) is None
-
-
-CANONICAL = [(1, op(NEW, flags=abi.pool_flags())),
-             (1, op(PUT, oid=(1, 0, 0), page=docs.page_of(1))),
-             (1, op(PUT, oid=(1, 0, 0), page=docs.page_of(2))),
-             (1, op(GET, oid=(1, 0, 0)))]
-
-
-def test_compare_catches_the_coherence_bug():
-    d = docs.compare(CANONICAL, docs.oracle_host, docs.BuggyDictTmem)
-    assert d is not None and d.step == 3 and d.domid == 1
-    assert d.a == docs.Outcome(1, docs.page_of(2)) and d.b == docs.Outcome(1, docs.page_of(1))
-    assert str(d).endswith("1 (page 2) vs 1 (page 1)")
-    assert docs.compare(CANONICAL, docs.oracle_host, docs.DictTmem) is None
-
-
-class _FlushSaysZero(docs.DictTmem):
-    def do_tmem_op(self, domid, o):
-        rc = super().do_tmem_op(domid, o)
-        return 0 if o.cmd == abi.TMEM_FLUSH_PAGE else rc
-
-
-class _GetCrashes(docs.DictTmem):
-    def do_tmem_op(self, domid, o):
-        if o.cmd == GET:
-            raise RuntimeError("boom")
-        return super().do_tmem_op(domid, o)
-
-
-class _Corrupt(docs.DictTmem):
-    def check(self):
-        if any(p is not None and p.pages for s in self.domains.values() for p in s):
-            raise InvariantError("corrupt on purpose")
-
-
-def test_compare_reports_return_values_and_crashes_and_raises_on_broken_invariants():
-    trace = CANONICAL[:2] + [(1, op(abi.TMEM_FLUSH_PAGE, oid=(1, 0, 0)))]
-    d = docs.compare(trace, docs.oracle_host, _FlushSaysZero)
-    assert (d.step, d.a, d.b) == (2, docs.Outcome(1), docs.Outcome(0))
-    d = docs.compare(CANONICAL, docs.DictTmem, _GetCrashes)
-    assert d.step == 3 and d.b == docs.Outcome("raises RuntimeError")
-    with pytest.raises(InvariantError):
-        docs.compare(CANONICAL, docs.DictTmem, _Corrupt)
-    assert docs.compare(CANONICAL, docs.DictTmem, _Corrupt, check=False) is None
-
-
-def test_shrink_finds_the_four_step_trace():
-    found = docs.first_difference_in(range(30), 200, docs.oracle_host, docs.BuggyDictTmem,
-                                     check=False)
-    assert found is not None
-    seed, trace, d = found
-    short = docs.shrink(trace, docs.oracle_host, docs.BuggyDictTmem)
-    assert docs.compare(short, docs.oracle_host, docs.BuggyDictTmem) is not None
-    for i in range(len(short)):                         # 1-minimal
-        assert docs.compare(short[:i] + short[i + 1:], docs.oracle_host, docs.BuggyDictTmem,
-                            check=False) is None
-    assert [o.cmd for _, o in short] == [NEW, PUT, PUT, GET]
-    handles = {(o.pool_id, o.oid, o.index) for _, o in short[1:]}
-    assert len(handles) == 1                            # one handle: put, put, get
-    with pytest.raises(ValueError):
-        docs.shrink(CANONICAL, docs.oracle_host, docs.DictTmem)
-
-
-def test_relabel_renumbers_pages_and_keeps_the_difference():
-    trace = [CANONICAL[0], (1, op(PUT, oid=(1, 0, 0), page=docs.page_of(70))),
-             (1, op(PUT, oid=(1, 0, 0), page=docs.page_of(80))), CANONICAL[3],
-             (1, op(PUT, oid=(1, 0, 0), page=b"bad frame"))]
-    r = docs.relabel(trace)
-    assert [o.page for _, o in r[1:3]] == [docs.page_of(1), docs.page_of(2)]
-    assert r[4][1].page == b"bad frame" and r[0][1] is trace[0][1]
-    assert str(docs.compare(r, docs.oracle_host, docs.BuggyDictTmem)).endswith(
-        "1 (page 2) vs 1 (page 1)")
-
-
-def test_side_by_side_marks_only_the_differing_step():
-    rows = docs.side_by_side(CANONICAL, docs.oracle_host, docs.BuggyDictTmem)
-    assert [r[4] for r in rows] == ["", "", "", "≠"]
-    assert rows[0][2] == rows[0][3] == "0" and rows[3][2] == "1 (page 2)"
 
 
 # =================================================================================================
@@ -708,3 +515,17 @@ def test_rc_name_names_eopnotsupp_as_xen_does():
     ``errno.errorcode[95]`` is 'ENOTSUP', so abi.rc_name prints '-ENOTSUP' in the book.
     Fails until abi.rc_name prefers the name Xen uses."""
     assert abi.rc_name(EOPNOTSUPP) == "-EOPNOTSUPP"
+
+
+def test_the_readme_states_the_engines_size_as_counted():
+    """The README's figure is engine_lines(), which counts every line of the engine's files
+    (checked here by reading them directly)."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    stated = int(re.search(r"is\s+([\d,]+) lines of Python", text).group(1).replace(",", ""))
+    files = [PKG / "__init__.py", PKG / "abi.py", PKG / "errors.py"] + \
+        [p for d in ("core", "host", "ds") for p in sorted((PKG / d).glob("*.py"))]
+    counted = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in files)
+    assert docs.engine_lines() == counted
+    assert stated == counted, (f"README says {stated:,} lines; the engine has {counted:,}: "
+                               "update the README's Layout section")

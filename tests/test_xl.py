@@ -1,5 +1,6 @@
-"""tmemref.xl: the ``xl tmem-*`` commands as functions, the LIST counter descriptions, the
-sub-op handler table and the manageability sequence of tmem-internals.html.
+"""tmemref.xl (the ``xl tmem-*`` commands as functions, implemented in tmemref.guest.xl) and
+tmemref.viz.admin (the LIST counter descriptions, the sub-op handler table and the
+manageability sequence of tmem-internals.html).
 
 Each command's effect is checked through the engine's state (clients, pools, frames), not
 through the command's own output; ``host.check()`` runs after every mutation.
@@ -15,7 +16,7 @@ from tmemref.core import control, stats
 from tmemref.core.listparse import TIMING, format_list_parse, parse_list
 from tmemref.guest import Xl
 from tmemref.guest.ops import describe
-from tmemref.viz import frame_counts
+from tmemref.viz import admin, frame_counts
 
 ALL = abi.TMEM_CLI_ID_NULL
 UUID_TEXT = "abcdef01-2345-6789-1234-567890abcdef"
@@ -296,7 +297,7 @@ def test_freeable_counts_page_list_and_ephemeral_frames_only():
         assert put(host, 1, p, i) == 1
     assert frame_counts(host)["d1 persistent tmem data"] == 150
     assert xl.tmem_freeable(host) == 1
-    bd = xl.freeable_breakdown(host)
+    bd = admin.freeable_breakdown(host)
     assert sum(n for n, counted in bd.values() if counted) == host.freeable_pages()
     assert bd["d1 persistent tmem data"] == (150, False)
     host.check()
@@ -401,10 +402,10 @@ FACTS_KEYS = {
 def test_counter_docs_cover_exactly_the_facts_keys():
     want = {(k, t) for k, tags in FACTS_KEYS.items() for t in tags.split()}
     want |= {("T", letter + s) for letter in "GPgpFOCcd" for s in "ntxm"}
-    assert set(xl.COUNTER_DOCS) == want
+    assert set(admin.COUNTER_DOCS) == want
     # the T= letters are the ones xen-tmem-list-parse reads
     assert {letter for letter, _ in TIMING} == set("GPgpFOCcd")
-    for key, text in xl.COUNTER_DOCS.items():
+    for key, text in admin.COUNTER_DOCS.items():
         field, sep, meaning = text.partition(": ")
         assert sep and field and meaning, key
 
@@ -429,14 +430,14 @@ def test_every_key_list_prints_has_a_description_and_back():
     printed = set()
     for long in (False, True):
         out = xl.tmem_list(host, None, long=long)
-        keys = xl.list_keys(out)
+        keys = admin.list_keys(out)
         assert len(keys) == len(set(keys))
-        missing = [k for k in keys if k not in xl.COUNTER_DOCS]
+        missing = [k for k in keys if k not in admin.COUNTER_DOCS]
         assert not missing, missing
         printed |= set(keys)
     assert {k[0] for k in printed} == {"G", "S", "C", "P"}
     # every documented G/S/C/P key is one LIST really prints (no T= line in tmemref)
-    assert {k for k in xl.COUNTER_DOCS if k[0] != "T"} == printed
+    assert {k for k in admin.COUNTER_DOCS if k[0] != "T"} == printed
     host.check()
 
 
@@ -444,15 +445,15 @@ def test_counter_rows_values_match_the_parser():
     host = _everything_host()
     out = xl.tmem_list(host, None, long=True)
     parsed = parse_list(out)
-    rows = xl.counter_rows(out)
-    assert len(rows) == len(xl.list_keys(out))
+    rows = admin.counter_rows(out)
+    assert len(rows) == len(admin.list_keys(out))
     by = {(r[0][0], r[1]): r for r in rows}
     assert by[("G", "Tt")][4] == str(parsed["global"]["Tt"])
     assert by[("C", "fr")][4] == str(parsed["clients"][0]["fr"])       # the first client's
     assert by[("G", "Ec")][2] == "eph_count"
     with pytest.raises(KeyError):
-        xl.counter_rows("G=Zz:1\n")
-    short = xl.counter_rows(out, shared_pool_stats=False)
+        admin.counter_rows("G=Zz:1\n")
+    short = admin.counter_rows(out, shared_pool_stats=False)
     assert [r[1] for r in short if r[0] == "S="] == ["SI", "PT", "U0", "U1", "SC"]
     assert len(short) == len(rows) - 17
     # xen-tmem-list-parse reads it too
@@ -461,7 +462,7 @@ def test_counter_rows_values_match_the_parser():
 
 # --- sub-op handlers ----------------------------------------------------------------------------
 def test_subop_handlers_cover_every_subop():
-    assert set(xl.SUBOP_HANDLERS) == set(abi.SUBOP_NAMES)
+    assert set(admin.SUBOP_HANDLERS) == set(abi.SUBOP_NAMES)
 
 
 def test_subop_handlers_are_what_do_control_calls(monkeypatch):
@@ -471,7 +472,7 @@ def test_subop_handlers_are_what_do_control_calls(monkeypatch):
                control.set_var: (control, "set_var"),
                stats.tmemc_list_into: (stats, "tmemc_list_into"),
                Host.freeable_pages: (Host, "freeable_pages")}
-    for sub, fn in xl.SUBOP_HANDLERS.items():
+    for sub, fn in admin.SUBOP_HANDLERS.items():
         host = host_with(1)
         new_pool(host, 1)
         called = []
@@ -489,7 +490,7 @@ def test_subop_handlers_are_what_do_control_calls(monkeypatch):
 
 
 def test_subop_rows_live_return_codes():
-    rows = xl.subop_rows()
+    rows = admin.subop_rows()
     assert [r[0] for r in rows] == sorted(abi.SUBOP_NAMES)
     assert all(r[6] == "-EPERM" for r in rows)           # never from a guest
     by = {r[1]: r for r in rows}
@@ -497,14 +498,14 @@ def test_subop_rows_live_return_codes():
     assert by["FLUSH"][2] == "core.control.flush_mem"
     assert "destroys nothing" in by["DESTROY"][3]
     assert "``" not in "".join(r[3] for r in rows)
-    grouped = xl.subop_rows(grouped=True)
+    grouped = admin.subop_rows(grouped=True)
     assert len(grouped) == 10 and grouped[-1][5] == "-EOPNOTSUPP"
     assert grouped[-1][0] == "10–21, 30, 32, 33"
     assert sorted(control.SAVE_RESTORE_SUBOPS) == [*range(10, 22), 30, 32, 33]
 
 
 def test_handler_rows_group_every_subop_once():
-    rows = xl.handler_rows()
+    rows = admin.handler_rows()
     names = [n for _, subs, _ in rows for n in subs]
     assert sorted(names) == sorted(n.removeprefix("TMEMC_") for n in abi.SUBOP_NAMES.values())
     assert [h for h, _, _ in rows] == ["core.control.freeze_pools", "core.control.flush_mem",
@@ -514,9 +515,9 @@ def test_handler_rows_group_every_subop_once():
 
 
 def test_control_notes_exist():
-    notes = xl.control_notes()
-    assert [n.topic for n in notes] == list(xl.CONTROL_NOTE_TOPICS)
-    auth = notes[xl.CONTROL_NOTE_TOPICS.index("TMEM_AUTH flag value")]
+    notes = admin.control_notes()
+    assert [n.topic for n in notes] == list(admin.CONTROL_NOTE_TOPICS)
+    auth = notes[admin.CONTROL_NOTE_TOPICS.index("TMEM_AUTH flag value")]
     assert "1 = authorise" in auth.xen
 
 
@@ -530,18 +531,18 @@ def _run(steps, host):
 
 
 def test_absorbed_host_has_only_the_guard_free():
-    host, guest = xl.absorbed_host(pages=2048, guest_pages=256, extra=64)
+    host, guest = admin.absorbed_host(pages=2048, guest_pages=256, extra=64)
     host.check()
     assert host.evicted_pgs > 0
     assert host.mem.free_pages <= host.min_free_pages
-    assert xl.tool_free_pages(host) < 300
+    assert admin.tool_free_pages(host) < 300
     assert host.freeable_pages() > 2048 - 256 - 256 - 300
 
 
 def test_make_room_with_freeze_creates_the_guest():
-    host, guest = xl.absorbed_host(pages=2048, guest_pages=256, extra=64)
-    t = xl.Transcript(host)
-    steps = xl.make_room_steps(t, 2, 768, meanwhile=("guest 1 puts 100 pages",
+    host, guest = admin.absorbed_host(pages=2048, guest_pages=256, extra=64)
+    t = admin.Transcript(host)
+    steps = admin.make_room_steps(t, 2, 768, meanwhile=("guest 1 puts 100 pages",
                                                      lambda h: guest.put(100)))
     assert [c for c, _ in steps][0] == "xl tmem-freeze -a"
     freeable_before = host.freeable_pages() >> 8
@@ -564,32 +565,32 @@ def test_make_room_with_freeze_creates_the_guest():
 
 
 def test_make_room_without_freeze_tmem_keeps_absorbing():
-    host, guest = xl.absorbed_host(pages=2048, guest_pages=256, extra=64)
-    t = xl.Transcript(host)
-    steps = xl.make_room_steps(t, 2, 768, freeze=False,
+    host, guest = admin.absorbed_host(pages=2048, guest_pages=256, extra=64)
+    t = admin.Transcript(host)
+    steps = admin.make_room_steps(t, 2, 768, freeze=False,
                                meanwhile=("guest 1 puts 300 pages", lambda h: guest.put(300)))
     freeable, flushed, busy, created = _run(steps, host)
     assert busy.value == {1: 300}                         # not frozen: all stored ...
     assert not created.ok and 2 not in host.mem.domains   # ... from the room just made
-    assert xl.tool_free_pages(host) < 768
+    assert admin.tool_free_pages(host) < 768
     assert "refused" in str(t)
     host.check()
 
 
 def test_without_the_tools_check_the_heap_takes_frames_back_one_by_one():
     """Order-0 allocations make tmem relinquish frames (Rt/Ra), flush or not."""
-    host, guest = xl.absorbed_host(pages=2048, guest_pages=256, extra=64)
-    free = xl.tool_free_pages(host)
+    host, guest = admin.absorbed_host(pages=2048, guest_pages=256, extra=64)
+    free = admin.tool_free_pages(host)
     host.create_domain(2, pages=768)
     host.check()
     assert host.relinq_pgs == 768 - free == host.relinq_attempts
 
 
 def test_statistics_host_lists_every_documented_key_with_consistent_counters():
-    host = xl.statistics_host()
+    host = admin.statistics_host()
     host.check()
     out = xl.tmem_list(host, None, long=True)
-    assert {k for k in xl.COUNTER_DOCS if k[0] != "T"} == set(xl.list_keys(out))
+    assert {k for k in admin.COUNTER_DOCS if k[0] != "T"} == set(admin.list_keys(out))
     lst = parse_list(out)
     pools = [p for c in lst["clients"] for p in c["pools"]] + lst["shared"]
     for p in pools:                                      # facts §14 rule 15
@@ -604,14 +605,13 @@ def test_statistics_host_lists_every_documented_key_with_consistent_counters():
         (7, 7, 1, 2, 1, 2)
     assert lst["shared"][0]["SC"] == [1, 2]
     assert (lst["shared"][0]["U0"], lst["shared"][0]["U1"]) == \
-        xl.uuid_parse(xl.STATS_UUID)
+        xl.uuid_parse(admin.STATS_UUID)
     assert lst["global"]["Te"] == 2                      # the -EEMPTY get, the -EFROZEN put
 
 
 def test_rc_name_spells_eopnotsupp_as_xen_does():
-    """REPORTED (engine, tmemref.abi.rc_name): Xen's headers and the facts (§3.1, §3.10) call
-    errno 95 EOPNOTSUPP; Python's errno.errorcode[95] on Linux is 'ENOTSUP', so rc_name
-    prints '-ENOTSUP' for the save/restore sub-ops. tmemref.xl.rc_text works around it.
-    Fails until abi.rc_name maps 95 to '-EOPNOTSUPP'."""
-    assert xl.rc_text(-errno.EOPNOTSUPP) == "-EOPNOTSUPP"
+    """Xen's headers and the facts (§3.1, §3.10) call errno 95 EOPNOTSUPP; Python's
+    errno.errorcode[95] on Linux is 'ENOTSUP'. The sub-op table shows Xen's name."""
     assert abi.rc_name(-errno.EOPNOTSUPP) == "-EOPNOTSUPP"
+    rows = {r[1]: r for r in admin.subop_rows()}
+    assert rows["SAVE_BEGIN"][5] == "-EOPNOTSUPP"

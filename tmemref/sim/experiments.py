@@ -54,6 +54,7 @@ from ..core import evict
 from ..ds.dlist import list_iter
 from ..core.host import Host
 from ..errors import InvariantError
+from ..progress import progress
 from .workloads import Workload
 
 __all__ = ["Bench", "make_bench", "replay", "hit_ratio", "hit_ratio_curve",
@@ -218,8 +219,10 @@ def hit_ratio(host_pages: int, workload: Workload, *, warmup: int = 0, guest_pag
 
 
 def hit_ratio_curve(sizes, workload: Workload, **kw) -> np.ndarray:
-    """:func:`hit_ratio` for each host size in ``sizes`` (each on a fresh host)."""
-    return np.array([hit_ratio(int(n), workload, **kw) for n in sizes])
+    """:func:`hit_ratio` for each host size in ``sizes`` (each on a fresh host; a progress bar
+    on a terminal)."""
+    return np.array([hit_ratio(int(n), workload, **kw)
+                     for n in progress(sizes, desc="hit ratio", unit=" hosts")])
 
 
 def lru_hits(workload: Workload, capacity: float) -> np.ndarray:
@@ -253,12 +256,13 @@ def memory_curve(sizes, workload: Workload, *, warmup: int = 0, **kw) -> dict:
     of that capacity (:func:`lru_hits`), plus ``agree`` — the fraction of references on which
     tmem and that LRU cache agree. Arrays, one entry per size; ``host.check()`` after each.
     ``infinite`` is the hit ratio with unlimited memory (first references miss, nothing else).
+    A progress bar on a terminal.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     out = {"sizes": sizes, "hit_ratio": np.zeros(len(sizes)), "capacity":
            np.zeros(len(sizes), dtype=np.int64), "lru": np.zeros(len(sizes)),
            "agree": np.zeros(len(sizes))}
-    for j, n in enumerate(sizes.tolist()):
+    for j, n in enumerate(progress(sizes.tolist(), desc="memory curve", unit=" hosts")):
         bench = make_bench(n, workload.guests, **kw)
         peak = [0]
 

@@ -23,6 +23,9 @@ imports this package.
 :func:`explorer`                          kernel-free slider over precomputed pictures
 :func:`record`                            apply steps to a host, picture after each
 :func:`to_svg`                            inline SVG of any picture
+:mod:`.appendix`, :mod:`.admin`           the tables the appendices and chapter 6 show
+                                          (imported on their own: ``from tmemref.viz import
+                                          appendix``)
 ========================================  ===================================================
 """
 from .explore import explorer, record, to_svg

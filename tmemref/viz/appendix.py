@@ -1,8 +1,9 @@
-"""The book's appendices as code: the package map, the data path, the oracle, the fidelity tables.
+"""The book's appendices as code: the package map, the data path, locks, the fidelity tables.
 
 The chapters "How tmemref is built" (``book/architecture.md``) and "Fidelity notes"
-(``book/fidelity.md``) only call what is here, so what they show is computed from the package
-as it is when the book is built. The engine never imports this module.
+(``book/fidelity.md``) only call what is here (and the oracle of :mod:`tmemref.oracle`), so
+what they show is computed from the package as it is when the book is built. The engine never
+imports this module.
 
 How the package is built:
 
@@ -13,6 +14,7 @@ How the package is built:
 :func:`layer_graph`,                drawn as a graphviz picture; what the engine imports from
 :func:`third_party_imports`         outside the standard library
 :func:`design_vs_package`           the house DESIGN §3 planned next to the modules that exist
+:func:`engine_lines`                lines of Python in the engine's modules (the README's figure)
 :data:`PUT_PATH`, :data:`EVICT_PATH`  the steps of a put (top-down) and of an eviction (bottom-up),
                                     each naming the real function that takes it
 :func:`data_path_diagram`           both paths as one graphviz picture
@@ -24,20 +26,6 @@ How the package is built:
 :func:`lock_rows`                   two joined
 :func:`host_options`,               the oracle ABI: ``Host``'s keyword arguments with their
 :func:`tmemop_fields`               docstring lines, ``TmemOp``'s fields with their comments
-==================================  ==============================================================
-
-Using tmemref as an oracle:
-
-==================================  ==============================================================
-:class:`DictTmem`                   a whole (small) tmem in a few dozen lines: dicts, no memory
-:class:`BuggyDictTmem`              the same with one bug: it forgets put-put-get coherence
-:func:`random_trace`                a seeded random sequence of guest hypercalls
-:func:`run_trace`, :func:`compare`  replay a trace on implementations; the first difference
-:func:`shrink`, :func:`relabel`     the shortest trace (steps removed while a difference remains),
-                                    its pages renumbered
-:func:`side_by_side`,               a trace's outcomes on two implementations; the first of some
-:func:`first_difference_in`,        seeds whose random trace differs; every trace of a given
-:func:`exhaustive_differences`      length over an alphabet of calls that differs
 ==================================  ==============================================================
 
 Fidelity:
@@ -56,45 +44,37 @@ Fidelity:
 :func:`version_rows`                live checks where a claim can be checked
 ==================================  ==============================================================
 
->>> from tmemref import Host
->>> trace = [(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags())),
-...          (1, TmemOp(cmd=abi.TMEM_PUT_PAGE, oid=(1, 0, 0), page=page_of(1))),
-...          (1, TmemOp(cmd=abi.TMEM_PUT_PAGE, oid=(1, 0, 0), page=page_of(2))),
-...          (1, TmemOp(cmd=abi.TMEM_GET_PAGE, oid=(1, 0, 0)))]
->>> compare(trace, oracle_host, DictTmem) is None
-True
->>> print(compare(trace, oracle_host, BuggyDictTmem))
-step 3, dom1 GET_PAGE pool=0 oid=(1, 0, 0) index=0: 1 (page 2) vs 1 (page 1)
+>>> layer_of("tmemref.oracle"), layer_of("tmemref.core.host")
+('tools', 'core')
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
 import errno
-import hashlib
 import html
 import importlib
 import importlib.util
 import inspect
 import pkgutil
-import random
 import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import abi, fidelity
-from .abi import TmemOp
-from .core import evict
-from .core.host import Host
-from .core.listparse import format_list_parse, parse_list
-from .core.pool import Pool
-from .ds import dlist
-from .ds.radix import RadixTree
-from .ds.rbtree import RBTree
-from .guest.ops import TmemOps, describe
-from .host import locks
-from .host.frames import HostMemory
+from .. import abi, fidelity
+from ..abi import TmemOp
+from ..core import evict
+from ..core.host import Host
+from ..core.listparse import format_list_parse, parse_list
+from ..core.pool import Pool
+from ..ds import dlist
+from ..ds.radix import RadixTree
+from ..ds.rbtree import RBTree
+from ..guest.ops import TmemOps
+from ..host import locks
+from ..host.frames import HostMemory
+from ..oracle import ORACLE_PAGES, oracle_host, page_of
 
 PAGE = abi.PAGE_SIZE
 
@@ -115,14 +95,17 @@ LAYERS: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
      ("host",)),
     ("ds", "the data structures Xen borrowed from Linux", ("ds",)),
     ("sim", "workloads and experiment runners on top of the engine", ("sim",)),
-    ("viz", "pictures and kernel-free explorers for the book", ("viz",)),
-    ("records", "where tmemref differs from Xen, and this module", ("fidelity", "docs")),
+    ("viz", "pictures, kernel-free explorers and the tables of the book", ("viz",)),
+    ("tools", "what a user runs: the oracle, Hypothesis strategies and a pytest plugin, the "
+              "command line", ("oracle", "strategies", "cli", "__main__", "progress")),
+    ("records", "where tmemref differs from Xen", ("fidelity",)),
 )
 #: The layer of modules no entry of :data:`LAYERS` claims (shown, never dropped).
 OTHER_LAYER = "other"
 #: Layers that make up the engine: they must not import the tooling layers.
 ENGINE_UNITS = ("", "abi", "errors", "core", "host", "ds")
-TOOLING_UNITS = ("guest", "xl", "sim", "viz", "docs", "fidelity")
+TOOLING_UNITS = ("guest", "xl", "sim", "viz", "oracle", "strategies", "cli", "__main__",
+                 "progress", "fidelity")
 
 
 def unit_of(name: str) -> str:
@@ -138,7 +121,7 @@ def unit_of(name: str) -> str:
 def layer_of(name: str) -> str:
     """The :data:`LAYERS` name of a module (``"other"`` if no layer claims it).
 
-    >>> layer_of("tmemref.core.evict"), layer_of("tmemref"), layer_of("tmemref.cli")
+    >>> layer_of("tmemref.core.evict"), layer_of("tmemref"), layer_of("tmemref.new")
     ('core', 'public face', 'other')
     """
     unit = unit_of(name)
@@ -300,6 +283,22 @@ def third_party_imports(units: Sequence[str], package: str = "tmemref", *,
     return sorted(found)
 
 
+def engine_lines(package: str = "tmemref") -> int:
+    """Lines of Python — every line, docstrings and comments included — in the modules of the
+    engine (:data:`ENGINE_UNITS`: the package's ``__init__``, ``abi``, ``errors``, ``core``,
+    ``host`` and ``ds``): the size the README states. O(source size).
+
+    >>> 1000 < engine_lines() < 20000
+    True
+    """
+    total = 0
+    for name, _ in _walk(package):
+        if unit_of(name) in ENGINE_UNITS:
+            with open(importlib.util.find_spec(name).origin, encoding="utf-8") as f:
+                total += sum(1 for _ in f)
+    return total
+
+
 def _unit_label(unit: str) -> str:
     return "tmemref" if unit == "" else unit
 
@@ -333,7 +332,7 @@ def layer_graph(package: str = "tmemref"):
 #: Fill colour of each layer in :func:`layer_graph`.
 LAYER_FILLS = {"guest": "#fde2c8", "public face": "#dbe9f6", "core": "#c9def2",
                "host": "#d8f0d2", "ds": "#e6e0f5", "sim": "#fff3b0", "viz": "#fff3b0",
-               "records": "#f3d6e8"}
+               "tools": "#fff3b0", "records": "#f3d6e8"}
 
 
 #: The house as DESIGN §3 planned it (module paths under ``tmemref/``; a folder stands for
@@ -342,7 +341,8 @@ DESIGN_HOUSE = (
     "__init__.py", "abi.py", "core/host.py", "core/client.py", "core/pool.py", "core/obj.py",
     "core/pcd.py", "core/evict.py", "core/control.py", "core/stats.py", "host/frames.py",
     "host/tlsf.py", "host/compress.py", "host/locks.py", "ds/rbtree.py", "ds/radix.py",
-    "ds/dlist.py", "guest/", "sim/", "viz/", "oracle.py", "cli.py")
+    "ds/dlist.py", "guest/", "sim/", "viz/", "oracle.py", "strategies.py", "xl.py", "__main__.py",
+    "cli.py")
 
 
 def _module_path(name: str, is_package: bool) -> str:
@@ -657,357 +657,6 @@ def tmemop_fields() -> List[Tuple[str, str, str]]:
 
 
 # =================================================================================================
-# tmemref as an oracle: a toy tmem, a buggy one, traces, a differential checker
-# =================================================================================================
-
-def page_of(tag: int) -> bytes:
-    """A 4096-byte page whose every 32-bit word is ``tag``: different tags, different pages.
-
-    >>> page_label(page_of(7)), len(page_of(7))
-    ('page 7', 4096)
-    """
-    return (tag & 0xFFFFFFFF).to_bytes(4, "little") * (PAGE // 4)
-
-
-def page_label(data) -> str:
-    """``"page N"`` for a :func:`page_of` page, else the first 8 hex digits of its sha1."""
-    data = bytes(data)
-    if len(data) == PAGE and data == data[:4] * (PAGE // 4):
-        return f"page {int.from_bytes(data[:4], 'little')}"
-    return "sha1 " + hashlib.sha1(data).hexdigest()[:8]
-
-
-def _page_in_ok(page) -> bool:
-    try:
-        return memoryview(page).nbytes == PAGE
-    except TypeError:
-        return False
-
-
-def _page_out_ok(buf) -> bool:
-    try:
-        m = memoryview(buf)
-    except TypeError:
-        return False
-    return m.nbytes == PAGE and not m.readonly
-
-
-@dataclass
-class _DictPool:
-    persistent: bool                                       # False: ephemeral
-    pages: Dict[tuple, bytes] = dataclasses.field(default_factory=dict)  # (oid, index) -> page
-
-
-class DictTmem:
-    """A whole tmem in a few dozen lines: each pool is a dict ``{(oid, index): page}``.
-
-    The guest ABI of :class:`~tmemref.Host` — ``create_domain(domid, ...)`` and
-    ``do_tmem_op(domid, op)`` with Xen's return values — for well-formed ``TmemOp`` values
-    and hosts that never run short of memory. It has no memory (so no eviction and no
-    billing), no sharing (a guest asking for a shared pool gets a private one, as a guest that
-    domain 0 never authorised does on a ``Host``), and no control plane (control commands from
-    domain 0 raise ``NotImplementedError``). O(1) per operation, FLUSH_OBJECT O(pages in the
-    pool).
-
-    >>> t = DictTmem(); t.create_domain(1)
-    >>> pool = t.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
-    >>> t.do_tmem_op(1, TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=pool, page=page_of(1)))
-    1
-    >>> buf = bytearray(PAGE)
-    >>> t.do_tmem_op(1, TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pool, page=buf)), page_label(buf)
-    (1, 'page 1')
-    >>> abi.rc_name(t.do_tmem_op(1, TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pool, page=buf)))
-    '-EEMPTY'
-    """
-
-    def __init__(self):
-        self.domains: Dict[int, list] = {0: [None] * abi.MAX_POOLS_PER_DOMAIN}  # domid -> slots
-
-    def create_domain(self, domid: int, pages: int = 0, max_pages: Optional[int] = None,
-                      privileged: bool = False) -> None:
-        """A domain with 16 empty pool slots (``pages``, ``max_pages``: ignored)."""
-        if domid in self.domains:
-            raise ValueError(f"domain {domid} exists")
-        self.domains[domid] = [None] * abi.MAX_POOLS_PER_DOMAIN
-
-    def _store(self, pool: _DictPool, key: tuple, data: bytes) -> None:
-        pool.pages[key] = data                   # a duplicate put replaces the old page
-
-    def do_tmem_op(self, domid: int, op: TmemOp) -> int:
-        """The hypercall. ``ValueError`` for a domain that was never created."""
-        slots = self.domains.get(domid)
-        if slots is None:
-            raise ValueError(f"no domain {domid!r}")
-        cmd = op.cmd
-        if cmd in (abi.TMEM_CONTROL, abi.TMEM_AUTH, abi.TMEM_RESTORE_NEW):
-            if domid != 0:
-                return -errno.EPERM
-            raise NotImplementedError("DictTmem has no control plane")
-        if cmd == abi.TMEM_NEW_POOL:
-            return self._new_pool(slots, op.flags)
-        if cmd == abi.TMEM_DESTROY_POOL:
-            if not 0 <= op.pool_id < len(slots) or slots[op.pool_id] is None:
-                return 0
-            slots[op.pool_id] = None
-            return 1
-        if not 0 <= op.pool_id < len(slots) or slots[op.pool_id] is None:
-            return -errno.ENODEV
-        pool = slots[op.pool_id]
-        key = (tuple(op.oid), op.index)
-        if cmd == abi.TMEM_PUT_PAGE:
-            if not _page_in_ok(op.page):
-                pool.pages.pop(key, None)        # a failed duplicate put flushes the old page
-                return -errno.EFAULT
-            self._store(pool, key, bytes(op.page))
-            return 1
-        if cmd == abi.TMEM_GET_PAGE:
-            if not pool.pages:
-                return -abi.EEMPTY
-            data = pool.pages.get(key)
-            if data is None:
-                return 0
-            if not _page_out_ok(op.page):
-                return -errno.EFAULT
-            memoryview(op.page).cast("B")[:] = data
-            if not pool.persistent:
-                del pool.pages[key]              # a private ephemeral get is exclusive
-            return 1
-        if cmd == abi.TMEM_FLUSH_PAGE:
-            pool.pages.pop(key, None)
-            return 1
-        if cmd == abi.TMEM_FLUSH_OBJECT:
-            for k in [k for k in pool.pages if k[0] == key[0]]:
-                del pool.pages[k]
-            return 1
-        return -errno.ENOSYS
-
-    @staticmethod
-    def _new_pool(slots: list, flags: int) -> int:
-        persist = bool(flags & abi.TMEM_POOL_PERSIST)
-        shared = bool(flags & abi.TMEM_POOL_SHARED)
-        version = (flags >> abi.TMEM_POOL_VERSION_SHIFT) & abi.TMEM_POOL_VERSION_MASK
-        pagesize = (flags >> abi.TMEM_POOL_PAGESIZE_SHIFT) & abi.TMEM_POOL_PAGESIZE_MASK
-        if (version != abi.TMEM_SPEC_VERSION or (shared and persist) or pagesize
-                or flags & (abi.TMEM_POOL_PRECOMPRESSED | abi.TMEM_POOL_RESERVED_BITS)
-                or flags >> 32 or None not in slots):
-            return -errno.EPERM
-        slot = slots.index(None)
-        slots[slot] = _DictPool(persist)
-        return slot
-
-    def check(self) -> None:
-        """Every stored page is 4096 bytes; every slot is empty or a pool."""
-        from .errors import InvariantError
-        for domid, slots in self.domains.items():
-            for pool in slots:
-                if pool is None:
-                    continue
-                if not isinstance(pool, _DictPool) or any(
-                        len(v) != PAGE for v in pool.pages.values()):
-                    raise InvariantError(f"DictTmem: a bad pool or page in domain {domid}")
-
-
-class BuggyDictTmem(DictTmem):
-    """:class:`DictTmem` with one bug: it forgets put-put-get coherence. A duplicate put
-    reports success but keeps the *old* page, so a later get returns the older of two puts —
-    exactly what cleancache and frontswap forbid (facts §3.5, §10.2)."""
-
-    def _store(self, pool: _DictPool, key: tuple, data: bytes) -> None:
-        pool.pages.setdefault(key, data)         # BUG: the first put wins
-
-
-#: Domains every implementation gets before a trace runs: ``{domid: (pages, max_pages)}``.
-TRACE_DOMAINS: Dict[int, Tuple[int, int]] = {1: (32, 512), 2: (32, 512)}
-#: Frames of the oracle host: room for a few hundred pages above the 1 MB guard.
-ORACLE_PAGES = 1024
-
-
-def oracle_host() -> Host:
-    """A fresh ``Host(pages=ORACLE_PAGES)`` with default options: the reference."""
-    return Host(pages=ORACLE_PAGES)
-
-
-def random_trace(n: int, seed: int = 0, domids: Sequence[int] = (1, 2), n_oids: int = 3,
-                 n_indexes: int = 4, max_pool: int = 3) -> List[Tuple[int, TmemOp]]:
-    """``n`` random guest hypercalls ``(domid, TmemOp)``, deterministic for a ``seed``.
-
-    Handles come from a small space (``n_oids`` objects, ``n_indexes`` indexes, pool ids
-    ``0..max_pool``) so that duplicate puts, gets of put pages, flushes of stored pages and
-    calls on missing pools all happen often. Every put stores :func:`page_of` of its step
-    number, so no two puts store the same page. A get's ``page`` is None: whoever replays
-    the trace passes a fresh buffer. Control commands are never drawn.
-    """
-    rng = random.Random(seed)
-    kinds = ("new", "destroy", "put", "get", "flush", "flush_obj", "other")
-    weights = (8, 3, 40, 30, 10, 5, 4)
-    out = []
-    for step in range(n):
-        domid = rng.choice(list(domids))
-        kind = rng.choices(kinds, weights)[0]
-        pool = rng.randrange(max_pool + 1)
-        oid = (rng.randrange(1, n_oids + 1), 0, 0)
-        index = rng.randrange(n_indexes)
-        if kind == "new":
-            op = TmemOp(cmd=abi.TMEM_NEW_POOL, uuid=(0, 0), flags=abi.pool_flags(
-                persist=rng.random() < 0.4, shared=rng.random() < 0.1))
-        elif kind == "destroy":
-            op = TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pool)
-        elif kind == "put":
-            op = TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=pool, oid=oid, index=index,
-                        page=page_of(step))
-        elif kind == "get":
-            op = TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pool, oid=oid, index=index)
-        elif kind == "flush":
-            op = TmemOp(cmd=abi.TMEM_FLUSH_PAGE, pool_id=pool, oid=oid, index=index)
-        elif kind == "flush_obj":
-            op = TmemOp(cmd=abi.TMEM_FLUSH_OBJECT, pool_id=pool, oid=oid)
-        else:
-            op = TmemOp(cmd=rng.choice((abi.TMEM_NEW_PAGE, abi.TMEM_READ, abi.TMEM_XCHG)),
-                        pool_id=pool, oid=oid, index=index)
-        out.append((domid, op))
-    return out
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one implementation did with one hypercall."""
-    rc: object                     # the return value, or "raises <ExceptionName>"
-    data: Optional[bytes] = None   # a get's buffer after it returned 1
-
-    def __str__(self):
-        rc = abi.rc_name(self.rc) if isinstance(self.rc, int) else str(self.rc)
-        return rc if self.data is None else f"{rc} ({page_label(self.data)})"
-
-
-@dataclass(frozen=True)
-class Difference:
-    """The first step at which two implementations disagree."""
-    step: int          # index in the trace
-    domid: int         # caller
-    call: str          # the hypercall, as describe() prints it
-    a: Outcome         # what the first implementation did
-    b: Outcome         # what the second did
-
-    def __str__(self):
-        return f"step {self.step}, dom{self.domid} {self.call}: {self.a} vs {self.b}"
-
-
-def _setup(factory: Callable[[], object], domains) -> object:
-    impl = factory()
-    for domid, (pages, max_pages) in sorted(domains.items()):
-        impl.create_domain(domid, pages=pages, max_pages=max_pages)
-    return impl
-
-
-def _step(impl, domid: int, op: TmemOp, check: bool) -> Outcome:
-    if op.cmd == abi.TMEM_GET_PAGE:
-        op = dataclasses.replace(op, page=bytearray(b"\xee" * PAGE))
-    try:
-        rc = impl.do_tmem_op(domid, op)
-    except Exception as e:                  # an implementation's crash is an outcome too
-        return Outcome(f"raises {type(e).__name__}")
-    if check and hasattr(impl, "check"):
-        impl.check()                        # a broken invariant is the oracle's failure: raise
-    data = bytes(op.page) if op.cmd == abi.TMEM_GET_PAGE and rc == 1 else None
-    return Outcome(rc, data)
-
-
-def run_trace(trace: Sequence[Tuple[int, TmemOp]], factory: Callable[[], object],
-              domains=None, check: bool = True) -> List[Outcome]:
-    """Replay ``trace`` on a fresh implementation from ``factory`` (a class or any callable
-    returning an object with ``create_domain`` and ``do_tmem_op``) after creating ``domains``
-    (default :data:`TRACE_DOMAINS`). Each get gets a fresh buffer. ``check``: call the
-    implementation's ``check()`` after every step, if it has one. O(len(trace))."""
-    impl = _setup(factory, TRACE_DOMAINS if domains is None else domains)
-    return [_step(impl, domid, op, check) for domid, op in trace]
-
-
-def compare(trace: Sequence[Tuple[int, TmemOp]], impl_a: Callable[[], object],
-            impl_b: Callable[[], object], domains=None,
-            check: bool = True) -> Optional[Difference]:
-    """Replay ``trace`` on fresh implementations from ``impl_a`` and ``impl_b`` in lockstep;
-    the first step whose return values (or, for a successful get, whose page) differ, or None.
-
-    Both are factories, as for :func:`run_trace`; the reference usually goes first
-    (:func:`oracle_host`). Exact comparison: for a host that evicts, keep traces small enough
-    that nothing is evicted, or the reference will rightly miss pages the other still has.
-    O(len(trace))."""
-    domains = TRACE_DOMAINS if domains is None else domains
-    a, b = _setup(impl_a, domains), _setup(impl_b, domains)
-    for i, (domid, op) in enumerate(trace):
-        oa, ob = _step(a, domid, op, check), _step(b, domid, op, check)
-        if oa != ob:
-            return Difference(i, domid, describe(op), oa, ob)
-    return None
-
-
-def shrink(trace: Sequence[Tuple[int, TmemOp]], impl_a: Callable[[], object],
-           impl_b: Callable[[], object], domains=None,
-           check: bool = False) -> List[Tuple[int, TmemOp]]:
-    """A short trace on which ``impl_a`` and ``impl_b`` still differ: cut after the first
-    difference, then drop chunks of steps (halving the chunk size down to one step) while a
-    difference remains. The result is 1-minimal: removing any single step makes the
-    implementations agree. ``ValueError`` if they agree on ``trace``. ``check`` as for
-    :func:`compare` (off by default: shrinking replays many traces, and the invariants were
-    checked when the difference was found). O(len(trace)² · log len(trace)) replays at worst.
-    """
-    d = compare(trace, impl_a, impl_b, domains, check)
-    if d is None:
-        raise ValueError("the implementations agree on this trace")
-    cur = list(trace[:d.step + 1])
-    chunk = max(1, len(cur) // 2)
-    while True:
-        i = 0
-        while i < len(cur):
-            cand = cur[:i] + cur[i + chunk:]
-            dc = compare(cand, impl_a, impl_b, domains, check) if cand else None
-            if dc is not None:
-                cur = cand[:dc.step + 1]
-            else:
-                i += chunk
-        if chunk == 1:
-            return cur
-        chunk = max(1, chunk // 2)
-
-
-def relabel(trace: Sequence[Tuple[int, TmemOp]]) -> List[Tuple[int, TmemOp]]:
-    """The same trace with each put's page replaced by :func:`page_of` its step number in
-    *this* trace (after :func:`shrink`, "page 2" then means "the page put at step 2").
-    Distinct puts stay distinct, so any difference in pages survives."""
-    return [(d, dataclasses.replace(op, page=page_of(i)) if op.cmd == abi.TMEM_PUT_PAGE
-             and _page_in_ok(op.page) else op) for i, (d, op) in enumerate(trace)]
-
-
-def side_by_side(trace: Sequence[Tuple[int, TmemOp]], impl_a, impl_b,
-                 domains=None) -> List[Tuple[int, str, str, str, str]]:
-    """Rows ``(step, call, outcome a, outcome b, "≠" or "")`` of a trace on both."""
-    ra = run_trace(trace, impl_a, domains)
-    rb = run_trace(trace, impl_b, domains)
-    return [(i, f"dom{domid} {describe(op)}", str(x), str(y), "" if x == y else "≠")
-            for i, ((domid, op), x, y) in enumerate(zip(trace, ra, rb))]
-
-
-def first_difference_in(seeds: Sequence[int], n: int, impl_a, impl_b, check: bool = True):
-    """``(seed, trace, Difference)`` for the first seed whose :func:`random_trace` of ``n``
-    steps shows a difference, or None if none does (``check`` as for :func:`compare`)."""
-    for seed in seeds:
-        trace = random_trace(n, seed)
-        d = compare(trace, impl_a, impl_b, check=check)
-        if d is not None:
-            return seed, trace, d
-    return None
-
-
-def exhaustive_differences(alphabet: Sequence[Tuple[int, TmemOp]], length: int, impl_a,
-                           impl_b) -> List[List[Tuple[int, TmemOp]]]:
-    """Every trace of exactly ``length`` steps drawn from ``alphabet`` (with repeats) on which
-    the implementations differ. ``len(alphabet) ** length`` replays (invariants unchecked)."""
-    import itertools
-    return [list(t) for t in itertools.product(alphabet, repeat=length)
-            if compare(t, impl_a, impl_b, check=False) is not None]
-
-
-# =================================================================================================
 # HTML tables
 # =================================================================================================
 
@@ -1289,7 +938,7 @@ def _demo_codec() -> List[Tuple[str, str]]:
 
 
 def _demo_lock_scheme() -> List[Tuple[str, str]]:
-    from .viz.scenes import trace_locks
+    from .scenes import trace_locks
     out = []
     for setting in ("doc", "xen-4.5"):
         host = Host(pages=ORACLE_PAGES, lock_scheme=setting)

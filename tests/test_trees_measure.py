@@ -1,4 +1,4 @@
-"""Tests for tmemref.ds.measure: radix shapes, rb depths, the tallest rb-tree, case search.
+"""Tests for tmemref.sim.trees: radix shapes, rb depths, the tallest rb-tree, case search.
 
 Expected values are worked out by hand from the structures' definitions (6 index bits per
 radix level; red-black properties 1-7), never read off the code under test. Where a value is
@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from tmemref.ds import measure as M
+from tmemref.sim import trees as M
 from tmemref.ds import radix, rbtree
 from tmemref.ds.radix import RadixTree
 from tmemref.ds.rbtree import RBNode, RBTree

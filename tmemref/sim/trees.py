@@ -43,10 +43,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import radix as _radix
-from . import rbtree as _rbtree
-from .radix import RADIX_TREE_MAP_SHIFT, RadixNode, RadixTree
-from .rbtree import RBNode, RBTree
+from ..ds import radix as _radix
+from ..ds import rbtree as _rbtree
+from ..ds.radix import RADIX_TREE_MAP_SHIFT, RadixNode, RadixTree
+from ..ds.rbtree import RBNode, RBTree
 
 __all__ = [
     "numbered_invariants",
