@@ -171,8 +171,8 @@ def test_chapter_shape(entry):
         f"{path.name}: the first thing after the title must be its question (its crux)")
     headings = re.findall(r"^## (.+)$", _prose(path), re.M)
     assert headings[-2:] == ["Summary", "References"], f"{path.name}: ends with {headings[-2:]}"
-    assert "{footbibliography}" in text.rsplit("## References", 1)[1]
-    assert re.search(r"\{footcite:[pt]\}`", text), f"{path.name} cites nothing"
+    assert "{bibliography}\n:filter: docname in docnames" in text.rsplit("## References", 1)[1]
+    assert re.search(r"\{cite:[pt]\}`", text), f"{path.name} cites nothing"
     build = re.search(r"^\*\*(\d+)\. (Build|Change) it\.\*\*", text, re.M)
     assert build, f"{path.name}: no exercise asks the reader to build or change something"
     after = text[build.end():]
