@@ -62,5 +62,5 @@ def test_rows_link_taught_entries_and_name_planned_chapters():
     taught = [r for r, e in zip(rows, ENTRIES) if e.status == "taught"]
     assert all(r[2].startswith("[") and "](" in r[2] and "#" in r[2] for r in taught)
     planned = [r for r, e in zip(rows, ENTRIES) if e.status == PLANNED]
-    assert all(r[2].startswith("*") for r in planned)
+    assert all(r[2].startswith("planned: *") for r in planned)
     assert isinstance(ENTRIES[0], Entry)

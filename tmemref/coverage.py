@@ -291,9 +291,9 @@ def planned(entries=ENTRIES) -> list:
 
 
 def rows(entries=ENTRIES) -> list:
-    """Rows for the book's appendix: ``(section, item, taught in, implemented by, status)``,
-    where "taught in" is a Markdown link ``[title › heading](page.md#anchor)`` relative to
-    ``book/`` for taught entries and the planned chapter's title otherwise. O(entries)."""
+    """Rows for the book's appendix: ``(section, item, taught in, implemented by)``, where
+    "taught in" is a Markdown link ``[title › heading](page.md#anchor)`` relative to ``book/``
+    for taught entries and "planned: " with the planned chapter's title otherwise. O(entries)."""
     root = Path(__file__).resolve().parent.parent
     titles, headings = {}, {}
     out = []
@@ -311,7 +311,7 @@ def rows(entries=ENTRIES) -> list:
             place = titles[page] if heading == titles[page] else f"{titles[page]} › {heading}"
             where = f"[{place}]({name}#{e.anchor})"
         else:
-            where = f"*{PLANNED_CHAPTERS.get(e.chapter, '?')}* (`{name}`)"
+            where = f"planned: *{PLANNED_CHAPTERS.get(e.chapter, '?')}* (`{name}`)"
         module = f"`{e.module}`" if e.module else "—"
-        out.append((e.section, e.item or "*(the section)*", where, module, e.status))
+        out.append((e.section, e.item or "*(the section as a whole)*", where, module))
     return out
