@@ -7,7 +7,8 @@ playwright package, without ``playwright install``) opens every page of the toc.
 - an ``<img>`` did not decode (graphviz diagrams are ``<img src=...svg>``);
 - a widget view did not render into the page (the widget JavaScript is vendored in
   ``book/_widgetjs``: offline, a CDN-loaded manager draws nothing);
-- its text contains a Python traceback;
+- its text contains a Python traceback, or words about how the project is run (the same
+  check as tests/test_book.py's, on what the reader sees, cell outputs included);
 - it asked for anything outside localhost (such requests are recorded and blocked, so the test
   runs offline and proves the book does), or a local request failed (404, ...);
 - its JavaScript threw an uncaught exception;
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from test_book import ROOT, entry_path, load_notebook, toc_entries
+from test_book import PROJECT_LANGUAGE, ROOT, entry_path, load_notebook, toc_entries
 
 BUILD_TIMEOUT = 1800  # seconds for the whole book
 WIDGET_TIMEOUT_MS = 30_000
@@ -248,6 +249,9 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
                         f"(models {unrendered})")
     if "Traceback (most recent call last)" in text:
         problems.append("the page shows a Python traceback")
+    project = PROJECT_LANGUAGE.findall(text)
+    if project:
+        problems.append(f"the page talks about how the project is run: {project}")
     if foreign:
         problems.append(f"requests outside localhost (blocked): {sorted(set(foreign))}")
     if failed:

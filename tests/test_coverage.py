@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from tmemref import coverage
+from tmemref.errors import InvariantError
 from tmemref.coverage import ENTRIES, PLANNED, Entry
 
 
@@ -21,6 +22,7 @@ def test_the_map_of_the_real_book_is_sound():
     if landed:
         print(f"planned chapters that now exist (flip their entries): {landed}")
     assert coverage.problems() == []
+    coverage.check()
 
 
 def test_every_section_of_the_document_is_mapped():
@@ -47,6 +49,8 @@ def test_a_wrong_entry_is_reported(broken, why):
     entries = [broken(e) if e == _taught() else e for e in ENTRIES]
     found = coverage.problems(entries)
     assert len(found) == 1 and why in found[0], found
+    with pytest.raises(InvariantError, match=why):
+        coverage.check(entries)
 
 
 def test_an_unmapped_section_and_a_duplicate_are_reported():

@@ -4,12 +4,20 @@ does with `jupyter lab book/<page>.md`), and the sliders drive the kernel (live_
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from test_book import ROOT, entry_path, load_notebook, toc_entries
 from tmemref.viz import scenes
 from tmemref.viz.live import HINT, live_explorer, replayer
+
+
+def _run(coroutine):
+    """Run a coroutine to completion in a thread of its own (the browser tests keep an event
+    loop running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _notebook_pages():
@@ -25,7 +33,7 @@ def test_every_notebook_page_opens_as_a_notebook_through_jupytext():
     assert len(pages) >= 8
     for entry in pages:
         path = entry_path(entry).relative_to(ROOT).as_posix()
-        model = asyncio.run(manager.get(path))
+        model = _run(manager.get(path))
         assert model["type"] == "notebook", path
         nb = model["content"]
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path

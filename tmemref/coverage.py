@@ -6,7 +6,9 @@ each of its sections, and each mechanism named in them, to the chapter and secti
 that teaches it and to the part of ``tmemref`` that implements it. Mechanisms the book does not
 teach yet point at the chapter that is planned for them and are marked ``"planned"``.
 
-Invariants (checked by :func:`problems`, and by ``tests/test_coverage.py`` on the real book):
+Invariants (:func:`problems` lists every broken one, :func:`check` raises
+:class:`~tmemref.errors.InvariantError` for them; ``tests/test_coverage.py`` runs both on the real
+book):
 
 1. Every section of :data:`DOC_SECTIONS` has at least one entry, and every entry names one of
    them; no (section, item) pair appears twice.
@@ -29,6 +31,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from .errors import InvariantError
 
 #: The sections of the design document, in its order (its ``<h2>`` headings).
 DOC_SECTIONS = (
@@ -277,6 +281,14 @@ def problems(entries=ENTRIES, root: Optional[Path] = None, toc_pages=None) -> li
     return out
 
 
+def check(entries=ENTRIES, root: Optional[Path] = None) -> None:
+    """Raise :class:`~tmemref.errors.InvariantError` listing every problem :func:`problems`
+    finds; return None if the map is sound. O(entries + pages)."""
+    found = problems(entries, root)
+    if found:
+        raise InvariantError("coverage map: " + "; ".join(found))
+
+
 def _toc_pages(toc: Path) -> set:
     """Page paths (``book/x.md``) listed in ``_toc.yml``: every ``file:`` and the ``root:``."""
     text = toc.read_text()
@@ -293,7 +305,8 @@ def planned(entries=ENTRIES) -> list:
 def rows(entries=ENTRIES) -> list:
     """Rows for the book's appendix: ``(section, item, taught in, implemented by)``, where
     "taught in" is a Markdown link ``[title › heading](page.md#anchor)`` relative to ``book/``
-    for taught entries and "planned: " with the planned chapter's title otherwise. O(entries)."""
+    for taught entries and "planned: " with the planned chapter's title otherwise; modules are
+    named without their ``tmemref.`` prefix. O(entries)."""
     root = Path(__file__).resolve().parent.parent
     titles, headings = {}, {}
     out = []
@@ -312,6 +325,6 @@ def rows(entries=ENTRIES) -> list:
             where = f"[{place}]({name}#{e.anchor})"
         else:
             where = f"planned: *{PLANNED_CHAPTERS.get(e.chapter, '?')}* (`{name}`)"
-        module = f"`{e.module}`" if e.module else "—"
+        module = f"`{e.module.removeprefix('tmemref.')}`" if e.module else "—"
         out.append((e.section, e.item or "*(the section as a whole)*", where, module))
     return out

@@ -140,7 +140,7 @@ GOLDEN_RATIO_64 = 0x61C8864680B583EB
 def fib_bucket(oid, bits: int = 8) -> int:
     """A mixing bucket for an object id: xor the three words, multiply by
     :data:`GOLDEN_RATIO_64` modulo 2**64 and keep the top ``bits`` bits (multiplicative
-    "Fibonacci" hashing, Knuth vol. 3 §6.4; Linux's ``hash_64``). Every bit of the oid moves the
+    "Fibonacci" hashing, Knuth, TAOCP vol. 3, section 6.4; Linux's ``hash_64``). Every bit of the oid moves the
     bucket, where tmem's ``oid_hash`` keeps only the low byte. O(1).
 
     >>> [fib_bucket((k * 256, 0, 0)) for k in range(1, 5)]
