@@ -9,6 +9,7 @@ This is the fast check; ``tests/test_browser.py`` builds the real HTML and opens
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -140,3 +141,63 @@ def test_chapter_executes(entry):
     assert not stderr, (
         f"{path.relative_to(ROOT)}: cells wrote to stderr (a warning in the -W build): {stderr}"
     )
+
+
+# -- (c) every chapter has the same shape, and speaks only to readers ----------------------------
+
+#: Pages that teach: each opens with its question, ends with a summary and its references, and
+#: has an exercise that asks the reader to build or change something.
+TEACHING_PAGES = ("book/ch01_why_tmem", "book/ch02_guest_view", "book/ch03_web",
+                  "book/ch04_trees", "book/ch05_eviction", "book/ch06_control",
+                  "book/architecture", "book/fidelity")
+#: Words that belong to how the project is run, not to the book.
+PROJECT_LANGUAGE = re.compile(r"\bthe seed\b|\bseed's\b|house style|facts §|§\s*\d|DESIGN\.md"
+                              r"|starting map|not a cage", re.I)
+
+
+def _prose(path: Path) -> str:
+    """A page without its code cells."""
+    return re.sub(r"^```\{code-cell\}.*?^```\s*$", "", path.read_text(), flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("entry", TEACHING_PAGES)
+def test_chapter_shape(entry):
+    path = entry_path(entry)
+    assert entry in toc_entries(), f"{entry} is not in the toc"
+    text = path.read_text()
+    body = text.split("\n# ", 1)[1]                     # after the title
+    first_block = body.split("\n", 2)[2].lstrip()
+    assert first_block.startswith(":::{admonition} The question"), (
+        f"{path.name}: the first thing after the title must be its question (its crux)")
+    headings = re.findall(r"^## (.+)$", _prose(path), re.M)
+    assert headings[-2:] == ["Summary", "References"], f"{path.name}: ends with {headings[-2:]}"
+    assert "{bibliography}\n:filter: docname in docnames" in text.rsplit("## References", 1)[1]
+    assert re.search(r"\{cite:[pt]\}`", text), f"{path.name} cites nothing"
+    build = re.search(r"^\*\*(\d+)\. (Build|Change) it\.\*\*", text, re.M)
+    assert build, f"{path.name}: no exercise asks the reader to build or change something"
+    after = text[build.end():]
+    solution = re.search(r"```\{code-cell\} ipython3\n:tags: \[hide-cell\]\n(.*?)```", after,
+                         re.S)
+    assert solution and "tmemref.sim.solutions" in solution.group(1), (
+        f"{path.name}: the build exercise needs a hidden cell using tmemref.sim.solutions")
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_pages_speak_only_to_readers(entry):
+    path = entry_path(entry)
+    found = PROJECT_LANGUAGE.findall(_prose(path))
+    assert not found, f"{path.name} talks about how the project is run: {found}"
+
+
+def test_every_glossary_term_used_in_a_chapter_exists():
+    glossary = (BOOK / "glossary.md").read_text()
+    terms = {t.strip().lower() for t in re.findall(r"^(\S[^\n]*)\n  \S", glossary.split(
+        ":::{glossary}", 1)[1].split("\n:::", 1)[0], re.M)}
+    used = set()
+    for path in book_sources():
+        for m in re.finditer(r"\{term\}`([^`]+)`", path.read_text()):
+            inner = m.group(1)
+            target = re.search(r"<([^>]+)>$", inner)
+            used.add((target.group(1) if target else inner).strip().lower())
+    assert len(used) >= 25, f"only {len(used)} glossary terms are linked from the chapters"
+    assert used <= terms, f"{{term}} roles without a glossary entry: {sorted(used - terms)}"

@@ -7,10 +7,14 @@ playwright package, without ``playwright install``) opens every page of the toc.
 - an ``<img>`` did not decode (graphviz diagrams are ``<img src=...svg>``);
 - a widget view did not render into the page (the widget JavaScript is vendored in
   ``book/_widgetjs``: offline, a CDN-loaded manager draws nothing);
-- its text contains a Python traceback;
+- its text contains a Python traceback, or words about how the project is run (the same
+  check as tests/test_book.py's, on what the reader sees, cell outputs included);
 - it asked for anything outside localhost (such requests are recorded and blocked, so the test
   runs offline and proves the book does), or a local request failed (404, ...);
-- its JavaScript threw an uncaught exception.
+- its JavaScript threw an uncaught exception;
+- printed output or a table is wider than its box, so part of it would hide behind a scroll
+  bar (checked at two window widths);
+- it is a notebook page and its download menu does not offer its executed ``.ipynb``.
 
 Nothing is skipped: without chromium the tests fail and say how to install it.
 """
@@ -30,7 +34,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from test_book import ROOT, entry_path, toc_entries
+from test_book import PROJECT_LANGUAGE, ROOT, entry_path, load_notebook, toc_entries
 
 BUILD_TIMEOUT = 1800  # seconds for the whole book
 WIDGET_TIMEOUT_MS = 30_000
@@ -50,15 +54,15 @@ HARMLESS_LOG_LINES = [
     # is how nbclient (inside myst-nb) starts every kernel; it is not a Sphinx warning.
     re.compile(r"^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\."),
 ]
-# Local requests allowed to fail. Each needs a reason.
-HARMLESS_MISSING = [
-    # embed-amd.js's CSS declares Font Awesome 5 @font-faces (for widget icons) at hashed names
-    # beside the bundle; the theme's <i class="fa-solid ..."> icons match them for a moment
-    # before fontawesome.js swaps them for SVGs, so the browser asks. Only the two JS files are
-    # vendored (book/_widgetjs/README.md): the theme's icons are SVG and draw without the font;
-    # a widget with an icon= would need these fonts vendored too.
-    re.compile(r"/@jupyter-widgets/(html-manager/dist/)?[0-9a-f]{20}\.(woff2|woff|ttf|eot|svg)$"),
-]
+# Window widths at which nothing may be clipped (the second is where the page's right-hand
+# table of contents leaves the article narrowest).
+WIDTHS = (1280, 1200)
+
+
+def entry_path_of(page_path: str) -> Path:
+    """The source of a built page."""
+    return next(entry_path(e) for e in toc_entries()
+                if (entry_path(e).relative_to(ROOT)).with_suffix(".html").as_posix() == page_path)
 
 
 def page_paths() -> list[str]:
@@ -149,6 +153,26 @@ WIDGET_STATUS_JS = """
 })
 """
 
+# Runs in the page: printed output (<pre> in a cell output) and tables whose content is wider
+# than their box. Boxes that are not displayed (a widget's other states) are skipped.
+CLIPPED_JS = """
+() => Array.from(document.querySelectorAll('main div.cell_output pre, main table')).map((el) => {
+    const box = el.tagName === 'TABLE'
+        ? (el.closest('.pst-scrollable-table-container') || el.parentElement) : el;
+    if (box.getClientRects().length === 0) return null;
+    return box.scrollWidth > box.clientWidth + 1
+        ? `${el.tagName.toLowerCase()} ${box.scrollWidth}px in ${box.clientWidth}px: `
+          + el.innerText.slice(0, 50).replace(/\\s+/g, ' ')
+        : null;
+}).filter((x) => x !== null)
+"""
+
+# Runs in the page: where the download menu's links point.
+DOWNLOADS_JS = """
+() => Array.from(document.querySelectorAll('a')).map((a) => a.getAttribute('href') || '')
+    .filter((h) => h.includes('_sources/'))
+"""
+
 BROKEN_IMAGES_JS = """
 () => Array.from(document.images)
     .filter((img) => !img.complete || img.naturalWidth === 0)
@@ -178,8 +202,7 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
     page.on("pageerror", lambda exc: js_errors.append(str(exc)))
 
     def local_failure(url: str, why: str):
-        if not any(p.search(urlsplit(url).path) for p in HARMLESS_MISSING):
-            failed.append(f"{why} {url}")
+        failed.append(f"{why} {url}")
 
     page.on("response", lambda r: r.status >= 400 and local_failure(r.url, str(r.status)))
     page.on("requestfailed", lambda r: urlsplit(r.url).hostname in LOCAL_HOSTS
@@ -198,6 +221,18 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
             widgets = page.evaluate(WIDGET_STATUS_JS)
         page.wait_for_load_state("networkidle")
         broken_images = page.evaluate(BROKEN_IMAGES_JS)
+        clipped = []
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            clipped += [f"at {width}px: {c}" for c in page.evaluate(CLIPPED_JS)]
+        page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        downloads = page.evaluate(DOWNLOADS_JS)
+        notebook = None
+        wanted = Path(page_path).with_suffix(".ipynb").as_posix()
+        ipynb = [h for h in downloads if h.endswith(wanted)]
+        if ipynb:
+            reply = page.request.get(f"{site_url}/{page_path.rsplit('/', 1)[0]}/{ipynb[0]}")
+            notebook = reply.json() if reply.ok else None
         text = page.inner_text("body")
         shot = built_site.parent.parent / "screenshots" / (page_path.replace("/", "_") + ".png")
         shot.parent.mkdir(exist_ok=True)
@@ -214,10 +249,20 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
                         f"(models {unrendered})")
     if "Traceback (most recent call last)" in text:
         problems.append("the page shows a Python traceback")
+    project = PROJECT_LANGUAGE.findall(text)
+    if project:
+        problems.append(f"the page talks about how the project is run: {project}")
     if foreign:
         problems.append(f"requests outside localhost (blocked): {sorted(set(foreign))}")
     if failed:
         problems.append(f"failed local requests: {sorted(set(failed))}")
     if js_errors:
         problems.append(f"uncaught JavaScript errors: {js_errors}")
+    if clipped:
+        problems.append(f"content wider than its box (partly hidden): {clipped}")
+    if load_notebook(entry_path_of(page_path)) is not None:
+        if not ipynb:
+            problems.append(f"no .ipynb in the download menu (links: {downloads})")
+        elif not notebook or not notebook.get("cells"):
+            problems.append(f"the offered {ipynb[0]} is not a notebook")
     assert not problems, f"{page_path} (screenshot {shot}):\n  " + "\n  ".join(problems)

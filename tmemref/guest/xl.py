@@ -74,7 +74,7 @@ class XlCommand:
     summary: str              # what it does
 
 
-#: The ``xl tmem-*`` commands, in xl's order (Xen 4.3 ``xl_cmdtable.c``; seed man page).
+#: The ``xl tmem-*`` commands, in xl's order (Xen 4.3 ``xl_cmdtable.c``; Xen's ``docs/man/xl.1.pod.in``).
 COMMANDS = (
     XlCommand("tmem-list", "[-l] <Domain>|-a", abi.TMEM_CONTROL, (abi.TMEMC_LIST,),
               "tmem_list", "print the LIST statistics (-l: the long form)"),
@@ -92,17 +92,19 @@ COMMANDS = (
 )
 
 
-#: Sub-ops no ``xl tmem-*`` command sends, and who sent them instead (Xen <= 4.5 tools).
+#: Sub-ops no ``xl tmem-*`` command sends, and who sent them instead. The save and restore
+#: sub-ops were sent by libxc's domain save/restore code up to Xen 4.5; from 4.6 (migration
+#: v2) nothing in the toolstack calls ``xc_tmem_save`` / ``xc_tmem_restore`` any more.
 OTHER_SENDERS = {
     abi.TMEMC_FLUSH: "xend's API only (XendNode.tmem_flush)",
     abi.TMEMC_DESTROY: "xm tmem-destroy, libxl_tmem_destroy",
-    **{s: "xl save / migrate (libxc xc_tmem_save)"
+    **{s: "save / migrate, Xen <= 4.5 (libxc xc_tmem_save)"
        for s in range(abi.TMEMC_SAVE_BEGIN, abi.TMEMC_SAVE_END + 1)},
-    abi.TMEMC_SAVE_GET_NEXT_INV: "xl migrate (libxc xc_tmem_save_extra)",
-    abi.TMEMC_SAVE_END: "xl migrate (libxc xc_tmem_save_done)",
-    abi.TMEMC_RESTORE_BEGIN: "xl restore / migrate (libxc xc_tmem_restore)",
-    abi.TMEMC_RESTORE_PUT_PAGE: "xl restore / migrate (libxc xc_tmem_restore)",
-    abi.TMEMC_RESTORE_FLUSH_PAGE: "xl migrate (libxc xc_tmem_restore_extra)",
+    abi.TMEMC_SAVE_GET_NEXT_INV: "live migrate, Xen <= 4.5 (libxc xc_tmem_save_extra)",
+    abi.TMEMC_SAVE_END: "live migrate, Xen <= 4.5 (libxc xc_tmem_save_done)",
+    abi.TMEMC_RESTORE_BEGIN: "restore / migrate, Xen <= 4.5 (libxc xc_tmem_restore)",
+    abi.TMEMC_RESTORE_PUT_PAGE: "restore / migrate, Xen <= 4.5 (libxc xc_tmem_restore)",
+    abi.TMEMC_RESTORE_FLUSH_PAGE: "live migrate, Xen <= 4.5 (libxc xc_tmem_restore_extra)",
 }
 
 
@@ -110,7 +112,7 @@ def sender_of(subop: int) -> str:
     """Which tool sends TMEMC sub-op ``subop``: ``xl <command>`` or :data:`OTHER_SENDERS`.
 
     >>> sender_of(abi.TMEMC_FREEZE), sender_of(abi.TMEMC_RESTORE_BEGIN)
-    ('xl tmem-freeze', 'xl restore / migrate (libxc xc_tmem_restore)')
+    ('xl tmem-freeze', 'restore / migrate, Xen <= 4.5 (libxc xc_tmem_restore)')
     """
     c = command_for_subop(subop)
     return f"xl {c.name}" if c else OTHER_SENDERS.get(subop, "—")
@@ -349,7 +351,7 @@ class Xl:
 
     Xen/Linux: the man page (and xl's help up to 4.8) says ``tmem-shared-auth -A``
     "0=auth,1=deauth"; the hypervisor always took 1 = authorise, 0 = revoke, and so does
-    :meth:`tmem_shared_auth`. (The seed's man page even names the option ``-a``, which is
+    :meth:`tmem_shared_auth`. (Xen's man page, ``docs/man/xl.1.pod.in``, even names the option ``-a``, which is
     already "all domains"; xl's command table says ``-A``.)
     """
 

@@ -294,7 +294,7 @@ def subop_rows(grouped: bool = False) -> list:
         if rest:
             kept.append((number_ranges([r[0] for r in rest]),
                          f"SAVE_* and RESTORE_* ({len(rest)} sub-ops)", "—", rest[0][3],
-                         "xl save / restore / migrate (libxc)",
+                         "save / restore / migrate, Xen <= 4.5 (libxc)",
                          "/".join(sorted({r[5] for r in rest})),
                          "/".join(sorted({r[6] for r in rest}))))
         rows = kept

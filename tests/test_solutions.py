@@ -1,0 +1,110 @@
+"""tmemref.sim.solutions: the solutions of the book's build-something exercises."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from tmemref import oracle
+from tmemref.sim.trees import bucketed_depth, inode_numbers
+from tmemref.guest import Cleancache, Xl, scenarios, uuid_parse, uuid_words
+from tmemref.sim import lru_hits, scan, zipf
+from tmemref.sim import solutions as S
+
+
+def test_memory_flow_moves_pages_to_the_busy_guest():
+    f = S.memory_flow(1024, first=300, second=900, every=100)
+    g1, g2 = f["guest1"], f["guest2"]
+    assert g1[0] == 300 and g1[-1] == 0 and g2[-1] > 300
+    assert np.all(np.diff(g1) <= 0) and np.all(np.diff(g2) >= 0)
+    with pytest.raises(ValueError):
+        S.memory_flow(0)
+
+
+@pytest.mark.parametrize("text", ["abcdef01-2345-6789-1234-567890abcdef",
+                                  "00000000-0000-0000-0000-000000000001",
+                                  "ffffffff-0000-ffff-0000-ffffffffffff"])
+def test_xl_uuid_text_makes_the_linux_pool_shared(text):
+    fs = uuid.UUID(text)
+    host = scenarios.new_host(1)
+    Xl(host).tmem_shared_auth(1, S.xl_uuid_text(fs), 1)
+    pool = Cleancache(host, 1).init_shared_fs(fs)
+    host.check()
+    assert host.clients[1].pools[pool].shared
+    assert uuid_parse(S.xl_uuid_text(fs)) == uuid_words(fs)
+    with pytest.raises(TypeError):
+        S.xl_uuid_text(text)
+
+
+def test_pages_top_down_and_bottom_up_differ_by_shared_pools_joined():
+    from tmemref.viz import scenes
+    host = scenes.overview().host
+    assert S.pages_top_down(host, 1) == S.pages_bottom_up(host, 1)
+    extra = set(S.pages_top_down(host, 2)) - set(S.pages_bottom_up(host, 2))
+    assert extra and all(name.startswith("d1:p1:") for name in extra)
+    with pytest.raises(KeyError):
+        S.pages_top_down(host, 9)
+
+
+def test_fib_bucket_spreads_strided_ids_and_matches_low_byte_depths_otherwise():
+    strided = inode_numbers("strided", 4096, seed=1)
+    mixed = S.hashed_depth(strided)
+    assert bucketed_depth(strided).trees == 1 and mixed.trees == 256
+    assert mixed.height < bucketed_depth(strided).height
+    low_byte = S.hashed_depth(strided, bucket=lambda oid: oid[0] & 255)
+    assert low_byte == bucketed_depth(strided)        # the harness reproduces tmem's hash
+    assert all(0 <= S.fib_bucket((k, 0, 0)) < 256 for k in range(1000))
+    with pytest.raises(ValueError):
+        S.fib_bucket((1, 0, 0), bits=0)
+    with pytest.raises(ValueError):
+        S.hashed_depth([1], bucket=lambda oid: 300)
+
+
+def test_policy_hits():
+    w = zipf(3000, n_files=20, pages_per_file=10, alpha=0.9, seed=2)
+    assert np.array_equal(S.policy_hits(w, 50, "lru"), lru_hits(w, 50))
+    loop = scan(1000, n_files=10, pages_per_file=20)           # 200 pages, cache of 100
+    assert S.policy_hits(loop, 100, "lru")[200:].sum() == 0
+    assert S.policy_hits(loop, 100, "lip")[200:].mean() > 0.4
+    assert S.policy_hits(loop, 100, "random", seed=1)[200:].sum() > 0
+    fifo = S.policy_hits(w, 50, "fifo")
+    assert fifo.sum() <= S.policy_hits(w, 50, "lru").sum()
+    with pytest.raises(ValueError):
+        S.policy_hits(w, 50, "mru")
+    with pytest.raises(ValueError):
+        S.policy_hits(w, 0)
+
+
+def test_tmem_top_counts_between_snapshots():
+    from tmemref import Host, xl
+    from tmemref.guest import TmemOps
+    host = Host(pages=1024)
+    host.create_domain(1, pages=32, max_pages=128)
+    g = TmemOps(host, 1)
+    p = g.new_pool(0)
+    before = xl.tmem_list(host, long=True)
+    for i in range(10):
+        g.put_page(p, (1, 0, 0), i, bytes([i]) * 4096)
+    for i in range(12):
+        g.get_page(p, (1, 0, 0), i, bytearray(4096))
+    rows = S.tmem_top(before, xl.tmem_list(host, long=True))
+    assert rows == [{"client": 1, "puts": 10, "stored": 10, "gets": 10, "found": 10,
+                     "flushes": 0, "ephemeral_pages": 0, "hit_ratio": 1.0}]
+    with pytest.raises(ValueError):
+        S.tmem_top(before, xl.tmem_list(host, long=False))
+
+
+def test_repaired_dict_tmem_agrees_where_the_buggy_one_does_not():
+    repaired = S.repaired_dict_tmem()
+    trace = oracle.random_trace(150, 3)
+    assert oracle.compare(oracle.oracle_host, repaired, trace) is None
+    seed, bad, _ = oracle.first_difference_in(oracle.oracle_host, oracle.BuggyDictTmem,
+                                              range(20), 150)
+    assert oracle.compare(oracle.oracle_host, repaired, bad) is None
+
+
+def test_guessing_a_uuid_reads_pages_only_without_authorisation():
+    assert S.guess_uuid_attack(shared_auth=False) is True
+    assert S.guess_uuid_attack(shared_auth=True) is False

@@ -1,0 +1,305 @@
+"""Solutions to the book's "build or change something" exercises, one or two per chapter.
+
+Not a Xen concept: each function is what a reader is asked to write in a chapter's exercises,
+kept here so that the book's hidden answer cells call tested code (``tests/test_solutions.py``)
+instead of carrying logic of their own. Every one drives the engine through its public surface
+(``Host.do_tmem_op``, the guest layer, ``xl``) or reads its structures the way the chapters'
+pictures do; none changes the engine.
+
+=====================================  =========================================================
+chapter 1  :func:`memory_flow`         ephemeral memory moving from one guest to another
+chapter 2  :func:`xl_uuid_text`        the uuid text ``xl tmem-shared-auth`` needs for a Linux
+                                       filesystem uuid
+chapter 3  :func:`pages_top_down`,     one guest's pages found from its client down, and from
+           :func:`pages_bottom_up`     its lists up
+chapter 4  :func:`fib_bucket`,         a mixing bucket hash (Knuth's multiplicative hash) and
+           :func:`hashed_depth`        the tree depths it gives
+chapter 5  :func:`policy_hits`         LRU against other eviction policies on one workload
+chapter 6  :func:`tmem_top`            per-client rates from two ``xl tmem-list -l`` snapshots
+appendix   :func:`repaired_dict_tmem`  the oracle appendix's buggy toy tmem, repaired
+appendix   :func:`guess_uuid_attack`   reading another guest's shared pages by guessing its uuid
+=====================================  =========================================================
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import numpy as np
+
+from .. import abi
+from ..abi import TmemOp
+from ..core.host import Host
+from ..ds.dlist import list_iter
+from ..ds.rbtree import RBTree
+from .trees import DepthStats, tree_depths
+
+__all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
+           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "guess_uuid_attack",
+           "repaired_dict_tmem"]
+
+PAGE = abi.PAGE_SIZE
+
+
+def _page(n: int) -> bytes:
+    return n.to_bytes(8, "little") * (PAGE // 8)
+
+
+# --- chapter 1 ----------------------------------------------------------------------------------
+
+def memory_flow(host_pages: int = 4096, first: int = 2000, second: int = 4000,
+                every: int = 250) -> dict:
+    """Guest 1 puts ``first`` distinct pages into a private ephemeral pool; then guest 2 puts
+    ``second`` pages into its own, and every ``every`` puts the ephemeral pages tmem holds for
+    each guest are sampled. Returns arrays ``{"puts", "guest1", "guest2"}`` (``puts`` = guest 2's
+    puts so far). Each guest owns 256 frames. ``ValueError`` for sizes that are not positive.
+    O(first + second) hypercalls.
+
+    >>> f = memory_flow(1024, first=300, second=600, every=300)
+    >>> f["guest1"].tolist(), f["guest2"].tolist()
+    ([300, 300, 117], [0, 300, 600])
+    """
+    if min(host_pages, first, second, every) <= 0:
+        raise ValueError("sizes must be positive")
+    host = Host(pages=host_pages)
+    pools = {}
+    for d in (1, 2):
+        host.create_domain(d, pages=16, max_pages=64)
+        pools[d] = host.do_tmem_op(d, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
+
+    def put(d, i):
+        host.do_tmem_op(d, TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=pools[d], oid=(i // 64, 0, 0),
+                                  index=i % 64, page=_page(d << 32 | i)))
+
+    for i in range(first):
+        put(1, i)
+    samples = [(0, host.clients[1].eph_count, host.clients[2].eph_count)]
+    for i in range(second):
+        put(2, i)
+        if (i + 1) % every == 0:
+            samples.append((i + 1, host.clients[1].eph_count, host.clients[2].eph_count))
+    host.check()
+    puts, g1, g2 = (np.array(col) for col in zip(*samples))
+    return {"puts": puts, "guest1": g1, "guest2": g2}
+
+
+# --- chapter 2 ----------------------------------------------------------------------------------
+
+def xl_uuid_text(fs_uuid: uuidlib.UUID) -> str:
+    """The text to give ``xl tmem-shared-auth -u`` so that it authorises the pool Linux's
+    cleancache asks for when it mounts a filesystem with uuid ``fs_uuid``.
+
+    Linux sends ``uuid_lo`` = bytes 0–7 and ``uuid_hi`` = bytes 8–15 of the uuid, each read as
+    a little-endian number; ``xl`` reads the printed uuid's first 16 hex digits as ``uuid_hi``
+    and the last 16 as ``uuid_lo``. So print ``uuid_hi`` then ``uuid_lo``, in hex. O(1).
+
+    >>> xl_uuid_text(uuidlib.UUID("00112233-4455-6677-8899-aabbccddeeff"))
+    'ffeeddcc-bbaa-9988-7766-554433221100'
+    """
+    if not isinstance(fs_uuid, uuidlib.UUID):
+        raise TypeError("fs_uuid must be a uuid.UUID")
+    raw = fs_uuid.bytes
+    lo, hi = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+    return str(uuidlib.UUID(f"{hi:016x}{lo:016x}"))
+
+
+# --- chapter 3 ----------------------------------------------------------------------------------
+
+def _name(pgp) -> str:
+    pool = pgp.obj.pool
+    o = ",".join(str(w) for w in pgp.obj.oid)
+    return f"d{pool.client.cli_id}:p{pool.pool_id}:({o})[{pgp.index}]"
+
+
+def pages_top_down(host: Host, domid: int) -> list:
+    """Every page a guest can reach through its pool slots, found top-down: client → each pool
+    in its slots (shared pools included) → the pool's objects → each object's radix tree.
+    Names as the chapters write them (``d1:p0:(7,0,0)[3]``: owner, owner's slot), sorted.
+    ``KeyError`` if the domain has no client. O(pages)."""
+    client = host.clients[domid]
+    return sorted(_name(pgp) for _, pool in client.pool_slots() for obj in pool.objects()
+                  for _, pgp in obj.tree.items())
+
+
+def pages_bottom_up(host: Host, domid: int) -> list:
+    """The pages tmem books to a guest, found bottom-up from its lists: its client's ephemeral
+    list, and the persistent list of every pool it owns. Sorted names. O(pages)."""
+    client = host.clients[domid]
+    found = [node.owner for node in list_iter(client.eph_list)]
+    for _, pool in client.pool_slots():
+        if pool.client is client and pool.persistent:
+            found += [node.owner for node in list_iter(pool.pers_list)]
+    return sorted(_name(pgp) for pgp in found)
+
+
+# --- chapter 4 ----------------------------------------------------------------------------------
+
+#: Knuth's multiplier for 64 bits, 2**64 divided by the golden ratio (Linux's GOLDEN_RATIO_64).
+GOLDEN_RATIO_64 = 0x61C8864680B583EB
+
+
+def fib_bucket(oid, bits: int = 8) -> int:
+    """A mixing bucket for an object id: xor the three words, multiply by
+    :data:`GOLDEN_RATIO_64` modulo 2**64 and keep the top ``bits`` bits (multiplicative
+    "Fibonacci" hashing, Knuth, TAOCP vol. 3, section 6.4; Linux's ``hash_64``). Every bit of the oid moves the
+    bucket, where tmem's ``oid_hash`` keeps only the low byte. O(1).
+
+    >>> [fib_bucket((k * 256, 0, 0)) for k in range(1, 5)]
+    [200, 145, 89, 34]
+    """
+    if not 1 <= bits <= 32:
+        raise ValueError("bits must be in 1..32")
+    x = (oid[0] ^ oid[1] ^ oid[2]) & (2**64 - 1)
+    return ((x * GOLDEN_RATIO_64) & (2**64 - 1)) >> (64 - bits)
+
+
+def hashed_depth(keys, bucket=fib_bucket, buckets: int = 256) -> DepthStats:
+    """Insert objects ``(key, 0, 0)`` into ``buckets`` red-black trees chosen by
+    ``bucket(oid)`` (in the given order) and return their :class:`~tmemref.sim.trees.DepthStats`,
+    as :func:`tmemref.sim.trees.bucketed_depth` does for tmem's low-byte hash.
+    O(n log n)."""
+    trees = [RBTree() for _ in range(buckets)]
+    for k in np.asarray(keys).tolist():
+        b = bucket((int(k), 0, 0))
+        if not 0 <= b < buckets:
+            raise ValueError(f"bucket {b} outside 0..{buckets - 1}")
+        trees[b].insert(int(k))
+    depths = [tree_depths(t) for t in trees if len(t)]
+    if not depths:
+        return DepthStats(0, 0, 0, 0.0, 0)
+    every = np.concatenate(depths)
+    return DepthStats(int(every.size), len(depths), int(every.max()), float(every.mean()),
+                      max(len(d) for d in depths))
+
+
+# --- chapter 5 ----------------------------------------------------------------------------------
+
+#: Policies :func:`policy_hits` knows: where a missed page goes in, what a hit does, who leaves.
+POLICIES = {
+    "lru": "a miss goes in at the young end; a hit moves the page to the young end; the oldest "
+           "leaves (tmem)",
+    "lip": "a miss goes in at the OLD end; a hit moves the page to the young end; the oldest "
+           "leaves (LRU insertion policy)",
+    "fifo": "a miss goes in at the young end; a hit changes nothing; the oldest leaves",
+    "random": "a miss goes in; a hit changes nothing; a page chosen at random leaves",
+}
+
+
+def policy_hits(workload, capacity: int, policy: str = "lru", *, seed: int = 0) -> np.ndarray:
+    """Which references of ``workload`` hit in a cache of ``capacity`` pages run by ``policy``
+    (one of :data:`POLICIES`). ``"lru"`` is :func:`tmemref.sim.lru_hits`, which tmem's
+    ephemeral pools match (chapter 5); the others are the changes the exercise asks for.
+    ``seed`` drives ``"random"``. O(len(workload)); ``"random"`` O(capacity) per eviction.
+
+    >>> from tmemref.sim import scan
+    >>> w = scan(60, n_files=1, pages_per_file=20)        # three passes over 20 pages
+    >>> [int(policy_hits(w, 10, p).sum()) for p in ("lru", "lip")]
+    [0, 18]
+    """
+    from collections import OrderedDict
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; known: {sorted(POLICIES)}")
+    if capacity < 1:
+        raise ValueError("capacity must be >= 1")
+    rng = np.random.default_rng(seed)
+    cache: OrderedDict = OrderedDict()        # first = oldest
+    out = np.zeros(len(workload), dtype=bool)
+    for i, key in enumerate(workload.keys().tolist()):
+        if key in cache:
+            out[i] = True
+            if policy in ("lru", "lip"):
+                cache.move_to_end(key)
+            continue
+        if len(cache) >= capacity:
+            if policy == "random":
+                victim = list(cache)[int(rng.integers(len(cache)))]
+                del cache[victim]
+            else:
+                cache.popitem(last=False)
+        cache[key] = None
+        if policy == "lip":
+            cache.move_to_end(key, last=False)
+    return out
+
+
+# --- chapter 6 ----------------------------------------------------------------------------------
+
+def tmem_top(before: str, after: str) -> list:
+    """What each client did between two ``xl tmem-list -l -a`` snapshots: one dict per client
+    of ``after`` (sorted by client id) with the changes in ``puts`` (pt), ``stored`` (ps),
+    ``gets`` (gt), ``found`` (gs) and ``flushes`` (ft) summed over the client's own ``P=``
+    lines, its ephemeral pages now (``Ec``) and its get hit ratio (``found / gets``, None
+    without gets). A client absent from ``before`` counts from zero. ``ValueError`` if a
+    snapshot is not a long listing. O(length of the listings)."""
+    from ..core.listparse import parse_list
+    keys = {"puts": "pt", "stored": "ps", "gets": "gt", "found": "gs", "flushes": "ft"}
+
+    def totals(text):
+        parsed = parse_list(text)
+        out = {}
+        for c in parsed["clients"]:
+            if "Ec" not in c:
+                raise ValueError("tmem_top needs long listings (xl tmem-list -l)")
+            sums = {name: sum(p.get(tag, 0) for p in c["pools"]) for name, tag in keys.items()}
+            out[c["CI"]] = (sums, c["Ec"])
+        return out
+
+    old, new = totals(before), totals(after)
+    rows = []
+    for cli in sorted(new):
+        sums, ec = new[cli]
+        base = old.get(cli, ({k: 0 for k in keys}, 0))[0]
+        row = {"client": cli, **{k: sums[k] - base[k] for k in keys}, "ephemeral_pages": ec}
+        row["hit_ratio"] = row["found"] / row["gets"] if row["gets"] else None
+        rows.append(row)
+    return rows
+
+
+# --- appendix: fidelity -------------------------------------------------------------------------
+
+def guess_uuid_attack(shared_auth: bool,
+                      victim_uuid: str = "00000000-0000-5eed-0000-00000000f00d") -> bool:
+    """Can a guest read another guest's shared-pool page by guessing the pool's uuid?
+
+    Guest 1, authorised by dom0 (``xl tmem-shared-auth``), creates a shared pool with
+    ``victim_uuid`` (as ``xl`` prints it) and puts a page.
+    Guest 2, never authorised, asks for a shared pool with the same uuid and gets that page's
+    handle. Returns True if guest 2 read guest 1's bytes. ``Host(shared_auth=True)`` is Xen 4.9
+    and later (authorisation required; the default); ``False`` is Xen 4.8 and earlier booted
+    without ``tmem_shared_auth``. O(1) hypercalls."""
+    host = Host(pages=1024, shared_auth=shared_auth)
+    for d in (1, 2):
+        host.create_domain(d, pages=16, max_pages=64)
+    from ..xl import tmem_shared_auth, uuid_parse
+    tmem_shared_auth(host, 1, uuid=victim_uuid, auth=1)
+    words = uuid_parse(victim_uuid)
+    secret = b"guest 1's secret".ljust(PAGE, b".")
+    shared = abi.pool_flags(shared=True)
+    p1 = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=shared, uuid=words))
+    host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=p1, oid=(1, 0, 0), page=secret))
+    p2 = host.do_tmem_op(2, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=shared, uuid=words))
+    buf = bytearray(PAGE)
+    rc = host.do_tmem_op(2, TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=p2, oid=(1, 0, 0), page=buf))
+    host.check()
+    return rc == 1 and bytes(buf) == secret
+
+
+# --- appendix: the package and its oracle ------------------------------------------------------
+
+def repaired_dict_tmem():
+    """The oracle appendix's ``BuggyDictTmem`` with its one bug repaired: a class whose duplicate
+    put replaces the old page, as put-put-get coherency demands. Built on request (it subclasses
+    :class:`tmemref.oracle.BuggyDictTmem`, which this module does not import at load time). O(1).
+
+    >>> from tmemref import oracle
+    >>> oracle.compare(oracle.oracle_host, repaired_dict_tmem(), oracle.random_trace(100, 0)) is None
+    True
+    """
+    from ..oracle import BuggyDictTmem
+
+    class RepairedDictTmem(BuggyDictTmem):
+        """``BuggyDictTmem`` whose duplicate put replaces the page instead of keeping the first."""
+
+        def _store(self, pool, key, data) -> None:
+            pool.pages[key] = data
+
+    return RepairedDictTmem
