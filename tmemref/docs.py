@@ -490,7 +490,7 @@ def traced_put(host_pages: int = 1024, guest_pages: int = 600):
     g = TmemOps(host, 1)
     pool = g.new_pool()
     n = 0
-    while host.mem.free_pages >= host.min_free_pages:
+    while host.mem.guard_pages() >= host.min_free_pages:
         rc = g.put_page(pool, (n, 0, 0), 0, page_of(n))
         if rc != 1:
             raise RuntimeError(f"filling put {n} returned {abi.rc_name(rc)}")

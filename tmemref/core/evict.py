@@ -129,7 +129,7 @@ def ensure_avail_pages(host, client) -> bool:
     """
     mem = host.mem
     budget = host.evict_budget
-    while len(mem.page_list) + mem.total_free_pages() < host.min_free_pages:
+    while mem.guard_pages() < host.min_free_pages:
         if not tmem_evict(host, client):
             budget -= 1
             if budget <= 0:

@@ -350,7 +350,7 @@ class Host:
                 return -ENODEV
             if cmd == PUT:
                 mem = self.mem
-                if len(mem.page_list) + mem.total_free_pages() < self.min_free_pages and \
+                if mem.guard_pages() < self.min_free_pages and \
                         not evict.ensure_avail_pages(self, client):
                     return self._put_refused(pool, oid, index)
                 return self._put(pool, oid, index, data, client.cli_id)

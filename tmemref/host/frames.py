@@ -218,6 +218,11 @@ class HostMemory:
         fidelity notes)."""
         return max(0, len(self.heap) - self.midsize_alloc_zone_pages)
 
+    def guard_pages(self) -> int:
+        """What tmem's 1 MB guard counts as free (Xen: ``tmem_page_list_pages +
+        total_free_pages()``): tmem_page_list plus the heap beyond its reserve."""
+        return len(self.page_list) + self.total_free_pages()
+
     def _alloc_locked(self, d, memflags: int):
         """One frame (order 0) of :meth:`_alloc_order_locked`, or None."""
         got = self._alloc_order_locked(d, 0, memflags)
