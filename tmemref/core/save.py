@@ -33,7 +33,7 @@ from .. import abi
 from ..ds.dlist import list_del, list_empty
 from ..host.alloc import MAX_ALLOC
 from ..host.frames import PAGE_SIZE
-from .obj import SIZE_RAW
+from .obj import SIZE_RAW, Pgp
 
 #: Xen's bugs in this code, by the name ``Host(save_bugs=...)`` takes, and what each does.
 SAVE_BUGS = {
@@ -335,7 +335,9 @@ def check_client(host, client) -> None:
                                  f"{(pool_id, oid, index)}")
     for _, pool in client.pool_slots():
         cur = pool.cur_pgp
+        owner = None if cur is None else cur.owner
         if cur is not None and cur is not pool.pers_list and (
-                cur.owner is None or cur.owner.obj is None or cur.owner.obj.pool is not pool):
+                not isinstance(owner, Pgp) or owner.obj is None or owner.obj.pool is not pool
+                or owner.link_b is not cur):
             raise InvariantError(f"client invariant 5: the save cursor of pool {pool.pool_id} "
                                  "is not on its persistent list")
