@@ -690,7 +690,8 @@ def flush_kb_needed(host: Host, pages: int) -> int:
 
 
 def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optional[int] = None,
-                    freeze: bool = True, meanwhile: Optional[tuple] = None) -> list:
+                    freeze: bool = True, meanwhile: Optional[tuple] = None,
+                    claim: bool = False) -> list:
     """The steps of tmem-internals.html's "freeable memory" sequence, for
     :func:`tmemref.viz.record`: ``[(caption, fn), …]``, each ``fn(host)`` running one
     step on ``t.host`` and logging it in the transcript ``t``.
@@ -702,7 +703,10 @@ def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optiona
     5. create domain ``domid`` with ``pages`` frames — the tool does so only if it sees
        ``pages`` free frames on the heap (:func:`tool_free_pages`), else it refuses, as
        a tool that "may notice that there is insufficient free memory and fail the
-       creation" (tmem-internals.html);
+       creation" (tmem-internals.html). With ``claim`` (xl.conf's ``claim_mode``) the
+       tool instead creates the domain empty, stakes a claim for ``pages``
+       (:meth:`Host.claim`, which counts tmem's freeable memory as available) and, if
+       granted, populates the domain (:meth:`Host.balloon` up to ``pages``);
     6. ``xl tmem-thaw -a`` (if frozen in step 1).
     """
     host = t.host
@@ -728,11 +732,17 @@ def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optiona
 
     def create(h):
         free = tool_free_pages(host)
-        if free < pages:
+        limit = pages if max_pages is None else max_pages
+        if claim:
+            host.create_domain(domid, pages=0, max_pages=limit)
+            rc = host.claim(domid, pages)
+            got = host.balloon(domid, pages) if rc == 0 else 0
+            out = Outcome(f"claim {abi.rc_name(rc)}, populated {got} frames",
+                          got == pages, value=free)
+        elif free < pages:
             out = Outcome(f"refused: {free} frames free", False, value=free)
         else:
-            host.create_domain(domid, pages=pages,
-                               max_pages=pages if max_pages is None else max_pages)
+            host.create_domain(domid, pages=pages, max_pages=limit)
             out = Outcome("created", True, value=free)
         t.note(f"create domain {domid}, {pages * 4} KB: {out!r}")
         return out
