@@ -46,10 +46,11 @@ from typing import Callable, List, Optional, Tuple
 from . import abi
 from .abi import TmemOp
 from .core.save import HANDLE
+from .guest.ops import Call
 
 __all__ = ["save", "save_extra", "save_done", "restore", "restore_extra", "migrate",
-           "parse_stream", "StreamError", "Field", "SavedClient", "SavedPool", "Migration",
-           "XC_SAVE_ID_TMEM", "XC_SAVE_ID_TMEM_EXTRA"]
+           "parse_stream", "field_rows", "HypercallLog", "StreamError", "Field", "SavedClient",
+           "SavedPool", "Migration", "XC_SAVE_ID_TMEM", "XC_SAVE_ID_TMEM_EXTRA"]
 
 #: Chunk markers of the legacy save stream (Xen: ``XC_SAVE_ID_TMEM``, ``_TMEM_EXTRA``).
 XC_SAVE_ID_TMEM = -5
@@ -327,6 +328,51 @@ def parse_stream(data: bytes) -> List[Field]:
         else:
             _read_chunk(r)
     return r.fields
+
+
+def field_rows(fields: List[Field]) -> List[tuple]:
+    """Display rows ``(offset, size, part, field, value)`` of :func:`parse_stream`'s fields:
+    ``part`` says which part of the stream a field belongs to (header, client, pool *n*,
+    page, end, invalidations); a page shows its first bytes. O(fields)."""
+    rows, part = [], "header"
+    for f in fields:
+        value = f.value
+        if f.name == "marker":
+            part = "header" if value == XC_SAVE_ID_TMEM else "invalidations (-6)"
+        elif f.name == "client flags":
+            part = "client"
+        elif f.name == "pool_id" and not part.startswith("invalidations"):
+            part = "end of pools" if value == END else f"pool {value}"
+        if f.name == "page":
+            text = value[:8].hex(" ") + " … (4096 bytes)"
+        elif f.name == "oid" and value == TERMINATOR_OID:
+            text = "-1, -1, -1 (no more pages)"
+        elif isinstance(value, int) and value == END:
+            text = "-1"
+        elif isinstance(value, int) and f.name in ("pool flags", "client flags"):
+            text = hex(value)
+        else:
+            text = _show(value)
+        rows.append((f.offset, f.size, part, f.name, text))
+    return rows
+
+
+class HypercallLog:
+    """A host as a toolstack sees it: every attribute is the host's, and each
+    ``do_tmem_op`` is recorded in ``calls`` (:class:`tmemref.guest.ops.Call`), so the
+    hypercalls :func:`save` or :func:`restore` make can be listed. O(1) per call."""
+
+    def __init__(self, host):
+        self.host = host
+        self.calls: List[Call] = []
+
+    def __getattr__(self, name):
+        return getattr(self.host, name)
+
+    def do_tmem_op(self, domid, op):
+        rc = self.host.do_tmem_op(domid, op)
+        self.calls.append(Call(domid, op, rc))
+        return rc
 
 
 def _start(stream) -> int:
