@@ -194,7 +194,7 @@ row("new-17th-pool", 1, NEW(abi.pool_flags()), EPERM, setup="full16")
 row("new-17th-pool-shared", 1, NEW(abi.pool_flags(shared=True)), EPERM, setup="full16")
 row("new-17th-global-shared", 2, NEW(abi.pool_flags(shared=True), uuid=(99, 0)), EPERM,
     setup="shared16")
-row("new-shared-no-memory", 1, NEW(abi.pool_flags(shared=True)), ENOMEM, setup="nomem")
+row("new-shared-no-memory", 1, NEW(abi.pool_flags(shared=True)), EPERM, setup="nomem")
 
 # --- unknown commands (§3.1 steps 10-11) --------------------------------------------------------
 for cmd in (3, 8, 9, 10, 11, 100, 103, 2**32 - 1):
@@ -217,17 +217,52 @@ row("guest-restore-new-other", 2,
 row("guest-control-from-dom3", 3, CTRL(abi.TMEMC_LIST, buf=bytearray(64)), EPERM)
 
 # --- control refusals from dom0 (§8.1, §3.2, XSA-15) --------------------------------------------
+# save / restore sub-ops naming a domain without a client (3) or no domain (77): Xen <= 4.5's
+# values (facts §9.2; the NULL-client checks of XSA-15); VERSION and MAXPOOLS need no client
+NO_CLIENT = {abi.TMEMC_SAVE_BEGIN: 0, abi.TMEMC_SAVE_GET_VERSION: 1,
+             abi.TMEMC_SAVE_GET_MAXPOOLS: 16, abi.TMEMC_SAVE_GET_NEXT_INV: 0}
 SAVE = sorted(s for n, s in vars(abi).items() if n.startswith(("TMEMC_SAVE", "TMEMC_RESTORE")))
 for sub in SAVE:
     name = abi.SUBOP_NAMES[sub]
-    for cli in (3, 77):                 # a domain without a client; no such domain
-        row(f"dom0-{name}-no-client-{cli}", 0, CTRL(sub, cli_id=cli, buf=bytearray(8192)),
-            EOPNOTSUPP)
+    for cli in (3, 77, 0x10000 + 77):   # a domain without a client; no such domain (16 bits)
+        if sub == abi.TMEMC_RESTORE_BEGIN and cli == 3:
+            continue                    # creates the client: not a refusal (test_migrate.py)
+        row(f"dom0-{name}-no-client-{cli:#x}", 0, CTRL(sub, cli_id=cli, buf=bytearray(8192),
+                                                       arg1=8192), NO_CLIENT.get(sub, -1))
+row("dom0-RESTORE_BEGIN-client-exists", 0, CTRL(abi.TMEMC_RESTORE_BEGIN, cli_id=1), -1)
+row("dom0-RESTORE_BEGIN-client-exists-0x10001", 0,
+    CTRL(abi.TMEMC_RESTORE_BEGIN, cli_id=0x10001), -1)
 for sub in (abi.TMEMC_SAVE_GET_NEXT_PAGE, abi.TMEMC_RESTORE_PUT_PAGE,
-            abi.TMEMC_RESTORE_FLUSH_PAGE, abi.TMEMC_SAVE_GET_POOL_FLAGS):
-    for pid in (-1, -2**31, 2**31 - 1, 16):
+            abi.TMEMC_RESTORE_FLUSH_PAGE, abi.TMEMC_SAVE_GET_POOL_FLAGS,
+            abi.TMEMC_SAVE_GET_POOL_NPAGES, abi.TMEMC_SAVE_GET_POOL_UUID):
+    for pid in (-1, -2**31, 2**31, 2**31 - 1, 16, Z + 1):
         row(f"dom0-{abi.SUBOP_NAMES[sub]}-pool{pid}", 0,
-            CTRL(sub, cli_id=1, pool_id=pid, buf=bytearray(8192)), EOPNOTSUPP)
+            CTRL(sub, cli_id=1, pool_id=pid, buf=bytearray(8192), arg1=8192), -1)
+NEXT_PAGE = abi.TMEMC_SAVE_GET_NEXT_PAGE
+row("dom0-SAVE_GET_NEXT_PAGE-ephemeral", 0,
+    CTRL(NEXT_PAGE, cli_id=1, pool_id=E, buf=bytearray(8192), arg1=8192), -1)
+row("dom0-SAVE_GET_NEXT_PAGE-bufsize-short", 0,
+    CTRL(NEXT_PAGE, cli_id=1, pool_id=P, buf=bytearray(8192), arg1=4096 + 31), ENOMEM)
+row("dom0-SAVE_GET_NEXT_PAGE-buffer-short", 0,
+    CTRL(NEXT_PAGE, cli_id=1, pool_id=P, buf=bytearray(4096), arg1=8192), EFAULT)
+row("dom0-SAVE_GET_NEXT_PAGE-buffer-readonly", 0,
+    CTRL(NEXT_PAGE, cli_id=1, pool_id=P, buf=bytes(8192), arg1=8192), EFAULT)
+row("dom0-SAVE_GET_NEXT_PAGE-no-buffer", 0,
+    CTRL(NEXT_PAGE, cli_id=1, pool_id=P, arg1=8192), EFAULT)
+row("dom0-SAVE_GET_POOL_UUID-no-buffer", 0,
+    CTRL(abi.TMEMC_SAVE_GET_POOL_UUID, cli_id=1, pool_id=P, arg1=16), EFAULT)
+row("dom0-SAVE_GET_POOL_UUID-buffer-short", 0,
+    CTRL(abi.TMEMC_SAVE_GET_POOL_UUID, cli_id=1, pool_id=P, arg1=16, buf=bytearray(15)),
+    EFAULT)
+row("dom0-SAVE_GET_NEXT_INV-not-migrating", 0,
+    CTRL(abi.TMEMC_SAVE_GET_NEXT_INV, cli_id=1, arg1=32, buf=bytearray(32)), 0)
+row("dom0-SAVE_GET_NEXT_INV-bufsize-short", 0,
+    CTRL(abi.TMEMC_SAVE_GET_NEXT_INV, cli_id=1, arg1=31, buf=bytearray(32)), 0)
+for name, buf in (("none", None), ("short", bytearray(4095)), ("long", bytearray(4097)),
+                  ("text", "x" * 4096)):
+    row(f"dom0-RESTORE_PUT_PAGE-buffer-{name}", 0,
+        CTRL(abi.TMEMC_RESTORE_PUT_PAGE, cli_id=1, pool_id=P, oid=A, arg2=9, arg1=4096,
+             buf=buf), EFAULT)
 for sub in (9, 31, 34, 99, 2**32 - 1):
     row(f"dom0-control-unknown-subop{sub}", 0, CTRL(sub), -1)
 for sub in (abi.TMEMC_THAW, abi.TMEMC_FREEZE, abi.TMEMC_DESTROY, abi.TMEMC_SET_WEIGHT,

@@ -804,7 +804,7 @@ def test_one_mb_guard_without_evictable_pages():
     pool = pool_of(h, 1, p)
     i = 0
     while True:
-        free = len(h.mem.heap) + len(h.mem.page_list)
+        free = h.mem.guard_pages()        # tmem_page_list + heap beyond the reserve (§4.5)
         attempts, puts = h.evict_attempts, pool.puts
         before = snapshot(h)
         rc = put(h, 1, p, A, i, page(i))
@@ -822,16 +822,16 @@ def test_one_mb_guard_without_evictable_pages():
 
 
 def test_one_mb_guard_evicts_to_make_room():
-    h = Host(pages=300)
+    h = Host(pages=304)                                    # 2 frames of reserve (1/128)
     h.create_domain(1, pages=40, max_pages=1000)
     e, p = new_pool(h, 1), new_pool(h, 1, persist=True)
     for i in range(3):
         put(h, 1, e, B, i, page(50 + i))
     i = 0
-    while h.mem.free_pages >= 256:
+    while h.mem.guard_pages() >= 256:   # the heap's reserve (§4.5) does not count
         assert put(h, 1, p, A, i, page(i)) == 1
         i += 1
-    free = h.mem.free_pages
+    free = h.mem.guard_pages()
     assert h.evicted_pgs == 0 and 256 - free in (1, 2)
     assert put(h, 1, p, A, i, page(i)) == 1                # below 1 MB: the oldest eph pages go
     # each eviction frees one data frame (B keeps a page, so its metadata stays): the guard

@@ -165,7 +165,7 @@ def test_tour_steps_do_what_their_captions_say():
     assert eph_texts(h) == ["d1:p0:(7,0,0)[0]", "d1:p0:(7,0,0)[100]", "d1:p1:(3,0,0)[0]"]
 
     assert run("squeeze") is None
-    assert h.mem.free_pages == h.min_free_pages - 1 and 3 in h.mem.domains
+    assert h.mem.guard_pages() == h.min_free_pages - 1 and 3 in h.mem.domains
 
     before = h.evicted_pgs
     assert run("evict") == 1                            # the oldest page goes first

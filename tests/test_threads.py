@@ -301,7 +301,7 @@ INJECTIONS = [
     ("lists move (shared get)", (host_mod, "list_move_tail"), "get-shared"),
     ("free data", (host_mod.Host, "_pgp_free_data"), "flush"),
     ("object destroy (pool write lock)", (host_mod.Host, "_obj_destroy"), "flush-object"),
-    ("eviction under the guard", (host_mod.Host, "now"), "evict"),
+    ("eviction under the guard", (host_mod.Host, "_pgp_free_data"), "evict"),
     ("page list", (frames.HostMemory, "_page_list_put"), "flush"),
     ("control (LIST)", (host_mod.stats, "tmemc_list"), "list"),
     ("pool destroy (pool write lock)", (host_mod.Host, "_obj_destroy"), "destroy-pool"),
@@ -330,7 +330,7 @@ def _op(kind, pools):
 def test_an_escaping_exception_releases_every_lock(deadline, monkeypatch, name, target, kind):
     host, pools = _std_host()
     if kind == "evict":                         # fill memory so the guard has to evict
-        free = host.mem.free_pages
+        free = host.mem.guard_pages()
         for i in range(free - host.min_free_pages + 5):
             host.do_tmem_op(1, TmemOp(cmd=PUT, pool_id=pools["eph"], oid=(5, 0, 0), index=i,
                                       page=page(i)))

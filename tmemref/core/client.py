@@ -20,12 +20,17 @@ class Client:
     2. every pool in ``pools`` either belongs to this client or is a shared pool it is on the
        sharelist of, and appears in one slot only;
     3. ``shared_auth_uuid`` holds at most 16 distinct uuids;
-    4. ``compressed_pages`` and ``compressed_sum_size`` count the compressed pgps of the pools
+    4. ``invalidated`` (the invalidation log of live migration) is empty unless the client is
+       migrating; each entry is a handle ``(pool_id < 16, oid, u32 index)``; ``inv_cursor`` is
+       None or an index into it;
+    5. the save cursor of each of its pools is None, the pool's persistent list head, or the
+       list node of one of the pool's pages;
+    6. ``compressed_pages`` and ``compressed_sum_size`` count the compressed pgps of the pools
        it owns and their sizes.
     """
     __slots__ = ("cli_id", "domain", "pools", "weight", "cap", "compress", "frozen",
                  "was_frozen", "live_migrating", "eph_list", "eph_count", "eph_count_max",
-                 "shared_auth_uuid", "persistent_pool", "invalidated_list", "cur_pgp") \
+                 "shared_auth_uuid", "persistent_pool", "invalidated", "inv_cursor") \
         + CLIENT_COUNTERS
 
     def __init__(self, domain, mem, compress: bool):
@@ -43,8 +48,9 @@ class Client:
         self.eph_count_max = 0            # high-water mark of eph_count
         self.shared_auth_uuid: list = []  # uuids this client may join (<= 16)
         self.persistent_pool = client_pool(mem, domain)  # billed TLSF pool, first frame lazily
-        self.invalidated_list = ListHead()  # persistent pages flushed while live-migrating
-        self.cur_pgp = None               # save cursor over invalidated_list
+        self.invalidated: list = []       # (pool_id, oid, index) of persistent pages freed
+                                          # while live-migrating, oldest first
+        self.inv_cursor = None            # SAVE_GET_NEXT_INV: index last returned; None: none
         for name in CLIENT_COUNTERS:
             setattr(self, name, 0)
 

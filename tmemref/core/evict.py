@@ -130,11 +130,8 @@ def tmem_evict(host, client, trace=None) -> int:
             host._objnodes_changed(obj)
         locked, pcd_lock = pcd_lock is not None, None   # handed to the pcd layer, which
         host._pgp_free_data(pgp, pool, pcd_locked=locked)  # releases it on every path
-        pool.mempool.free(pgp.meta)
-        life = host.now() - pgp.timestamp
-        pool.sum_life_cycles += life
-        pool.sum_evicted_cycles += life
-        pgp.obj = None
+        pool.mempool.free(pgp.meta)             # no life-time statistics: Xen's eviction
+        pgp.obj = None                          # frees the pgp without them
         pgp_forget(pgp)
         pool.pgp_count -= 1
         host.global_pgp_count -= 1
@@ -152,8 +149,9 @@ def tmem_evict(host, client, trace=None) -> int:
 
 def ensure_avail_pages(host, client) -> bool:
     """Xen: ``tmem_ensure_avail_pages`` — before a put takes any object lock, make sure at
-    least ``min_free_pages`` (1 MB) are free, evicting as needed; give up after
-    ``evict_budget`` (10) failed evictions. False means the put fails with -ENOMEM.
+    least ``min_free_pages`` (1 MB) are free — on tmem_page_list or on the heap beyond its
+    reserve (``total_free_pages``) — evicting as needed; give up after ``evict_budget`` (10)
+    failed evictions. False means the put fails with -ENOMEM.
 
     Why before the object lock: a client putting many pages into one object holds that
     object's lock; if it evicted while holding it, every eviction would skip its own pages
@@ -161,7 +159,7 @@ def ensure_avail_pages(host, client) -> bool:
     """
     mem = host.mem
     budget = host.evict_budget
-    while len(mem.heap) + len(mem.page_list) < host.min_free_pages:
+    while mem.guard_pages() < host.min_free_pages:
         if not tmem_evict(host, client):
             budget -= 1
             if budget <= 0:

@@ -22,6 +22,7 @@ entry; no bad input raises or changes any stored page.
 from __future__ import annotations
 
 import errno
+import threading
 import time
 
 import numpy as np
@@ -33,9 +34,9 @@ from ..ds.dlist import (ListHead, list_add_tail, list_check, list_del, list_iter
 from ..errors import InvariantError
 from ..host.alloc import SIZEOF, MAX_ALLOC, LARGEST_FIT, tmem_pool
 from ..host.compress import default_codec, get_codec
-from ..host.frames import HostMemory, PAGE_SIZE
+from ..host.frames import HostMemory, PAGE_SIZE, MEMF_tmem
 from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS, yield_point
-from . import control, evict, stats
+from . import control, evict, save, stats
 from .client import Client, MAX_POOLS_PER_DOMAIN
 from .obj import Obj, Pgp, SIZE_RAW, pgp_forget
 from .pcd import Pcd, PcdLayer
@@ -86,7 +87,8 @@ class Host:
       operations and for writing by invasive ones, as tmem-internals.html describes (Xen
       <= 4.3); ``"xen-4.5"``: every hypercall first takes it for writing and, for a page
       operation, drops it for the read lock once the pool is validated (Xen 4.5 and later);
-    * ``min_free_pages`` — the free-memory guard of ``tmem_ensure_avail_pages`` (1 MB = 256);
+    * ``min_free_pages`` — the free-memory guard of ``tmem_ensure_avail_pages`` (1 MB = 256
+      frames beyond the heap's reserve, :meth:`HostMemory.total_free_pages`);
     * ``evict_budget`` — failed evictions a put tolerates before -ENOMEM (10);
     * ``dom0_pages`` — memory of domain 0, which always exists and is privileged;
     * ``dom0_max_pages`` — what domain 0 may be billed for (default: ``dom0_pages``);
@@ -99,8 +101,12 @@ class Host:
       stored whole and counted as poor; ``"xen"``: its allocation fails and so does the put
       (-ENOMEM, ``compress_nomem``), as in Xen;
     * ``clock`` — a callable giving "cycles" for the pools' life-time statistics
-      (``sum_life_cycles``, ``sum_evicted_cycles``); default: the count of hypercalls so far,
-      a logical clock that keeps runs deterministic.
+      (``sum_life_cycles``; ``sum_evicted_cycles`` is kept, and never moves, as in Xen);
+      default: the count of hypercalls so far,
+      a logical clock that keeps runs deterministic;
+    * ``save_bugs`` — Xen's bugs in save and restore to reproduce (default: none, the
+      documented behaviour): names from :data:`tmemref.core.save.SAVE_BUGS`, or ``"xen"`` for
+      all of them, as Xen 4.4-4.7 shipped.
 
     Complexity: a put, get or flush costs O(log objects-in-bucket + radix height); an eviction
     O(1) unless pages are skipped; ``check()`` is O(everything).
@@ -110,7 +116,8 @@ class Host:
                  tze: bool = False, shared_auth: bool = True, quota_rule: str = "doc",
                  min_free_pages: int = 256, evict_budget: int = 10, dom0_pages: int = 0,
                  dom0_max_pages: int | None = None, codec=None, clock=None,
-                 lock_scheme: str = "doc", tze_match: str = "doc", compress_fit: str = "doc"):
+                 lock_scheme: str = "doc", tze_match: str = "doc", compress_fit: str = "doc",
+                 save_bugs=()):
         if tze_match not in ("doc", "xen"):
             raise ValueError("tze_match must be 'doc' or 'xen'")
         if compress_fit not in ("doc", "xen"):
@@ -122,13 +129,17 @@ class Host:
         for name, value in (("pages", pages), ("min_free_pages", min_free_pages),
                             ("evict_budget", evict_budget), ("dom0_pages", dom0_pages)):
             _check_count(name, value)
-        if pages <= min_free_pages + dom0_pages:
+        reserve = pages // 128                       # the heap's reserve (frames.py)
+        if pages <= min_free_pages + dom0_pages + reserve:
             raise ValueError(
                 f"a host of {pages} frames cannot keep {min_free_pages} frames free (the 1 MB "
-                f"guard) beside domain 0's {dom0_pages}: every put would fail; give more pages "
-                "or a smaller min_free_pages")
+                f"guard) beside domain 0's {dom0_pages} and the heap's reserve of {reserve}: "
+                "every put would fail; give more pages or a smaller min_free_pages")
+        self.save_bugs = save.save_bugs_option(save_bugs)   # Xen's save/restore bugs, if any
         self.mem = HostMemory(pages)                 # physical memory, heap, page list
         self.mem.relinquish = self._relinquish_page
+        self._cpu = threading.local()                # .domid: the domain whose hypercall this
+                                                     # thread runs (Xen's current); else dom0
         self.compress = bool(compress)               # boot option tmem_compress
         self.dedup = bool(dedup)                     # boot option tmem_dedup
         self.tze = bool(tze) and not (self.dedup and self.compress)  # tmem_tze ("not compatible")
@@ -277,7 +288,12 @@ class Host:
         n = self.total_tmem_ops                # informational: no lock, not atomic
         yield_point("total_tmem_ops")
         self.total_tmem_ops = n + 1
-        rc = self._dispatch(dom, op)
+        cpu = self._cpu
+        cpu.domid = domid                      # Xen's current: whose memory an eviction
+        try:                                   # or a relinquish made now is for
+            rc = self._dispatch(dom, op)
+        finally:
+            cpu.domid = 0
         if rc < 0:
             n = self.errored_tmem_ops
             yield_point("errored_tmem_ops")
@@ -304,7 +320,7 @@ class Host:
                     return control.do_control(self, dom, op)
                 if cmd == abi.TMEM_AUTH:
                     return control.shared_pool_auth(self, op.arg1, op.uuid, op.flags)
-                return control.restore_new_pool(self, op)
+                return control.restore_new_pool(self, dom, op)
         with self.tmem_rwlock_w():             # NEW/DESTROY_POOL and unknown commands
             if not self._caller_alive(dom):
                 return -ENODEV
@@ -352,7 +368,7 @@ class Host:
                 return -ENODEV
             if cmd == PUT:
                 mem = self.mem
-                if len(mem.heap) + len(mem.page_list) < self.min_free_pages and \
+                if mem.guard_pages() < self.min_free_pages and \
                         not evict.ensure_avail_pages(self, client):
                     return self._put_refused(pool, oid, index)
                 return self._put(pool, oid, index, data, client.cli_id)
@@ -412,7 +428,8 @@ class Host:
                 if pool is not None and pool.uuid == uuid:
                     meta = self.infra_pool.alloc(SIZEOF_SHARELIST)
                     if not meta:
-                        return -ENOMEM
+                        self.alloc_failed += 1
+                        return -EPERM          # Xen: shared_pool_join failed
                     pool.share_list.append(client)
                     pool.share_meta.append(meta)
                     pool.shared_count += 1
@@ -424,7 +441,8 @@ class Host:
                 return -EPERM                  # no global shared slot
             meta = self.infra_pool.alloc(SIZEOF_SHARELIST)
             if not meta:
-                return -ENOMEM
+                self.alloc_failed += 1
+                return -EPERM
             pool = Pool(client, slot, False, True, uuid, self.eph_mempool)
             pool.share_list.append(client)
             pool.share_meta.append(meta)
@@ -711,9 +729,7 @@ class Host:
         The pgp is already out of its radix tree."""
         if pool.persistent:
             with self.pers_lists_lock:
-                if pool.cur_pgp is pgp:
-                    pool.cur_pgp = None
-                list_del(pgp.link_b)
+                save.delist_persistent(pool, pgp)   # the save cursor; migration's log
         else:
             with self.eph_lists_lock:
                 list_del(pgp.link_a)
@@ -758,8 +774,7 @@ class Host:
                 return -EFAULT
             obj = self._obj_alloc_lock(pool, oid)
             if obj is None:
-                pool.no_mem_puts += 1
-                return -ENOMEM
+                return -ENOMEM                  # Xen counts no failed put here (no_mem_puts)
         try:
             rc = self._put_locked(obj, pool, client, index, data, caller_id)
         finally:
@@ -787,7 +802,8 @@ class Host:
             self.failed_copies += 1
             rc = -EFAULT
         elif (meta := pool.mempool.alloc(SIZEOF_PGP)) is not None:
-            pgp = Pgp(obj, index)
+            self._track_max(pool)               # Xen's pgp_alloc counts the descriptor now,
+            pgp = Pgp(obj, index)               # before the insert or the data can fail
             pgp.meta = meta
             pgp.timestamp = self.total_tmem_ops if self.clock is None else self.clock()
             if obj.tree.insert(index, pgp) == 0:
@@ -805,7 +821,6 @@ class Host:
                         client.succ_pers_puts += 1
                     else:
                         self.tot_good_eph_puts += 1
-                    self._track_max(pool)
                     return 1
                 obj.tree.delete(index)
                 obj.pgp_count -= 1
@@ -849,10 +864,12 @@ class Host:
                     client.eph_count_max = client.eph_count
 
     def _track_max(self, pool) -> None:
-        if pool.pgp_count > pool.pgp_count_max:
-            pool.pgp_count_max = pool.pgp_count
-        if self.global_pgp_count > self.global_pgp_count_max:
-            self.global_pgp_count_max = self.global_pgp_count
+        """The maxima of the pool's and the host's page counts, one page more than now
+        (the descriptor being allocated)."""
+        if pool.pgp_count >= pool.pgp_count_max:
+            pool.pgp_count_max = pool.pgp_count + 1
+        if self.global_pgp_count >= self.global_pgp_count_max:
+            self.global_pgp_count_max = self.global_pgp_count + 1
 
     def _dup_put(self, obj, pgp, data, caller_id) -> int:
         """Xen: ``do_tmem_dup_put`` — replace the data, or fail with -ENOSPC having flushed the
@@ -977,22 +994,81 @@ class Host:
         return -EFROZEN if pool.client.frozen else 1
 
     # --- memory given back to Xen ---------------------------------------------------------------
-    def _relinquish_page(self):
-        """Xen: ``tmem_relinquish_pages(0, 0)`` — the heap is dry: hand over one frame from
-        tmem_page_list, evicting (at most 10 times) to fill it; scrubbed. None if impossible."""
-        if self.mem.freeable_page_count + len(self.mem.page_list) == 0:
+    def _relinquish_page(self, order: int = 0, memflags: int = 0):
+        """Xen: ``tmem_relinquish_pages(order, memflags)`` — the heap is down to its reserve
+        (``heap_lock`` held): hand over one frame from tmem_page_list, evicting (at most 10
+        times, for the current domain's client: its quota applies) to fill it. Scrubbed
+        unless the request is tmem's own (``MEMF_tmem``). None if nothing is freeable or
+        ``order > 0`` (tmem gives single frames only). Never allocates from the heap."""
+        mem = self.mem
+        if not mem.freeable_pages():
             return None
         self.relinq_attempts += 1
+        if order > 0:
+            return None
+        client = self._current_client()
         evicts = 0
-        while not self.mem.page_list and evicts < self.evict_budget:
-            if not evict.tmem_evict(self, None):
+        while not mem.page_list and evicts < self.evict_budget:
+            if not evict.tmem_evict(self, client):
                 break
             evicts += 1
         self.max_evicts_per_relinq = max(self.max_evicts_per_relinq, evicts)
-        f = self.mem.page_list_pop_scrubbed()
+        f = mem.page_list_take(scrub=not memflags & MEMF_tmem)
         if f is not None:
             self.relinq_pgs += 1
         return f
+
+    def _current_client(self):
+        """The client of the domain this thread runs a hypercall for (Xen's
+        ``current->domain->tmem_client``); outside one, domain 0's (the toolstack's)."""
+        dom = self.mem.domains.get(getattr(self._cpu, "domid", 0))
+        return None if dom is None else dom.client
+
+    # --- the heap's other users: ballooning and claims ------------------------------------------
+    def balloon(self, domid: int, pages: int) -> int:
+        """A guest's balloon driver moves its own memory to ``pages`` frames: down, it gives
+        frames back to the heap (Xen: ``decrease_reservation``; they are scrubbed); up, it
+        takes them again one at a time (``populate_physmap``, order 0), which at the heap's
+        reserve makes tmem relinquish frames, evicting for this guest's client. Growth stops
+        early once the domain holds ``max_pages`` (persistent tmem frames count) or the heap
+        refuses (memory claimed by another domain, nothing left). Returns the frames of its
+        own it holds afterwards. ``ValueError``/``TypeError`` for a bad domain or count.
+        O(|change|)."""
+        d = self._domain_arg(domid)
+        _check_count("pages", pages)
+        mem = self.mem
+        cpu = self._cpu
+        cpu.domid = domid                      # the guest's own hypercall
+        try:
+            have = len(d.own_frames)
+            if pages < have:
+                mem.free_domheap_pages(d, have - pages)
+            for _ in range(pages - have):
+                if mem.alloc_domheap_pages(d, 0) is None:
+                    break
+        finally:
+            cpu.domid = 0
+        return len(d.own_frames)
+
+    def claim(self, domid: int, pages: int) -> int:
+        """Xen: ``XENMEM_claim_pages`` (``domain_set_outstanding_pages``) — stake a claim that
+        domain ``domid`` will hold ``pages`` frames in all, before its memory is populated:
+        claimed memory is kept from every other allocation, tmem's puts included. Counts
+        tmem's freeable frames as available, as Xen's claim code did. ``pages=0`` cancels
+        the claim. Returns 0, -EINVAL (a claim already staked; ``pages`` not above what the
+        domain holds, or above ``max_pages``) or -ENOMEM (not enough memory).
+        ``ValueError``/``TypeError`` for a bad domain or count. O(1)."""
+        d = self._domain_arg(domid)
+        _check_count("pages", pages)
+        return self.mem.claim(d, pages)
+
+    def _domain_arg(self, domid):
+        d = self.mem.domains.get(domid) if type(domid) is int else None
+        if d is None:
+            raise ValueError(f"no domain {domid!r} on this host")
+        if d.is_dying:
+            raise ValueError(f"domain {domid} is being destroyed")
+        return d
 
     # --- convenience ----------------------------------------------------------------------------
     def now(self) -> int:
@@ -1008,7 +1084,7 @@ class Host:
 
     def freeable_pages(self) -> int:
         """Xen: ``tmem_freeable_pages`` — tmem_page_list + ephemeral (anonymous) frames."""
-        return len(self.mem.page_list) + self.mem.freeable_page_count
+        return self.mem.freeable_pages()
 
     def list_stats(self, cli_id: int = abi.TMEM_CLI_ID_NULL, long: bool = True,
                    buflen: int = 32768) -> str:
@@ -1033,6 +1109,8 @@ class Host:
         7. every sub-page allocator passes its own ``check()``, and the blocks it has handed out
            are exactly those the structures use (objects, pgps, radix nodes, compressed data,
            pcds and their data, sharelist entries): no block leaked, none used unallocated.
+        8. each client's save state (invalidation log, save cursors) keeps its invariants
+           4-5 (:class:`Client`).
         """
         from ..host.frames import ANON
         self.mem.check()
@@ -1040,6 +1118,7 @@ class Host:
         n_obj = n_pgp = n_nodes = n_frames = 0
         eph_pgps = set()
         for cli_id, client in self.clients.items():
+            save.check_client(self, client)
             auth = client.shared_auth_uuid
             if len(auth) > 16 or len(set(auth)) != len(auth):
                 raise InvariantError(f"client invariant 3: client {cli_id} has {len(auth)} "
@@ -1120,7 +1199,7 @@ class Host:
         for client in self.clients.values():
             if [client.compressed_pages, client.compressed_sum_size] != compressed[id(client)]:
                 raise InvariantError(
-                    f"client invariant 4: client {client.cli_id} counts {client.compressed_pages}"
+                    f"client invariant 6: client {client.cli_id} counts {client.compressed_pages}"
                     f" compressed pages of {client.compressed_sum_size} bytes, its pools hold "
                     f"{compressed[id(client)][0]} of {compressed[id(client)][1]}")
             list_check(client.eph_list, name=f"ephemeral list of client {client.cli_id}")

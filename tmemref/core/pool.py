@@ -58,8 +58,8 @@ class Pool:
         self.pgp_count = self.pgp_count_max = 0
         self.obj_count = self.obj_count_max = 0
         self.objnode_count = self.objnode_count_max = 0
-        self.sum_life_cycles = 0          # total time its freed pages lived (host clock)
-        self.sum_evicted_cycles = 0       # total time its evicted pages lived
+        self.sum_life_cycles = 0          # total time its flushed pages lived (host clock)
+        self.sum_evicted_cycles = 0       # Xen's, never incremented (eviction keeps no times)
         self.mempool = mempool            # sub-page allocator billed for this pool's metadata
         self.node_alloc = self._node_alloc   # radix-tree node callbacks shared by all objects
         self.node_free = self._node_free

@@ -84,8 +84,9 @@ def set_weight(host: Host, domid: int, weight: int) -> int:
 
 
 def free_frames(host: Host) -> int:
-    """Frames the 1 MB guard counts as free: the heap plus tmem_page_list."""
-    return len(host.mem.heap) + len(host.mem.page_list)
+    """Frames the 1 MB guard counts as free: tmem_page_list plus the heap beyond its reserve
+    (:meth:`~tmemref.host.frames.HostMemory.guard_pages`)."""
+    return host.mem.guard_pages()
 
 
 @contextmanager
@@ -386,7 +387,7 @@ def evictions_per_put(host_pages: int = 1024, n_puts: int = 1500, *, guest_pages
     ephemeral pool, and for each put records what the 1 MB guard saw and did. Returns arrays
     (one entry per put):
 
-    * ``free_before`` — free frames (heap + tmem_page_list) before the put;
+    * ``free_before`` — free frames the guard counts (:func:`free_frames`) before the put;
     * ``attempts`` — eviction attempts the put made (``evict_attempts`` difference);
     * ``evicted`` — pages it evicted; ``rc`` — its return value;
 

@@ -43,7 +43,7 @@ from ..abi import TmemOp
 from ..core import evict
 from ..core.host import Host
 from ..ds.dlist import list_iter
-from ..host.frames import HostMemory
+from ..host.frames import HostMemory, MEMF_tmem
 from .sched import Finding, Scenario, World
 
 __all__ = ["SCENARIOS", "naive_evict", "put_pool_first", "put_reading_late", "RecursingMemory",
@@ -142,8 +142,8 @@ class RecursingMemory(HostMemory):
     object lock. Together with no 1 MB guard (``min_free_pages=0``) this is the livelock of
     Xen commit 51010e4de3: each eviction walks past every page of the objects being put to."""
 
-    def _heap_alloc(self, for_tmem: bool):
-        return super()._heap_alloc(False)
+    def _heap_alloc(self, d, memflags: int):
+        return super()._heap_alloc(d, memflags & ~MEMF_tmem)
 
 
 def guard_world(guard: bool = True, recursing: bool = False) -> World:

@@ -56,7 +56,7 @@ def memory_flow(host_pages: int = 4096, first: int = 2000, second: int = 4000,
 
     >>> f = memory_flow(1024, first=300, second=600, every=300)
     >>> f["guest1"].tolist(), f["guest2"].tolist()
-    ([300, 300, 117], [0, 300, 600])
+    ([300, 300, 109], [0, 300, 600])
     """
     if min(host_pages, first, second, every) <= 0:
         raise ValueError("sizes must be positive")

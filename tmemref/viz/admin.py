@@ -42,7 +42,7 @@ from typing import List, Optional
 
 from .. import abi
 from ..abi import TmemOp
-from ..core import control, stats
+from ..core import control, save, stats
 from ..core.host import Host
 from ..guest.ops import Call, TmemOps
 from ..guest.xl import (ALL, DOM0, LIST_BUFFER, command_line, sender_of, tmem_destroy,
@@ -204,7 +204,7 @@ def counter_rows(text: str, shared_pool_stats: bool = True) -> list:
 
 # --- the sub-ops and who handles them -----------------------------------------------------------
 #: Which callable of the engine does the work of each ``TMEMC_*`` sub-op in
-#: :func:`tmemref.core.control.do_control` (None: not modelled, -EOPNOTSUPP).
+#: :func:`tmemref.core.control.do_control` (None: not modelled).
 SUBOP_HANDLERS = {
     abi.TMEMC_THAW: control.freeze_pools,
     abi.TMEMC_FREEZE: control.freeze_pools,
@@ -215,7 +215,21 @@ SUBOP_HANDLERS = {
     abi.TMEMC_SET_CAP: control.set_var,
     abi.TMEMC_SET_COMPRESS: control.set_var,
     abi.TMEMC_QUERY_FREEABLE_MB: Host.freeable_pages,
-    **{s: None for s in control.SAVE_RESTORE_SUBOPS},
+    abi.TMEMC_SAVE_BEGIN: save.save_begin,
+    abi.TMEMC_SAVE_GET_VERSION: save.limits,
+    abi.TMEMC_SAVE_GET_MAXPOOLS: save.limits,
+    abi.TMEMC_SAVE_GET_CLIENT_WEIGHT: save.client_info,
+    abi.TMEMC_SAVE_GET_CLIENT_CAP: save.client_info,
+    abi.TMEMC_SAVE_GET_CLIENT_FLAGS: save.client_info,
+    abi.TMEMC_SAVE_GET_POOL_FLAGS: save.pool_info,
+    abi.TMEMC_SAVE_GET_POOL_NPAGES: save.pool_info,
+    abi.TMEMC_SAVE_GET_POOL_UUID: save.pool_info,
+    abi.TMEMC_SAVE_GET_NEXT_PAGE: save.save_get_next_page,
+    abi.TMEMC_SAVE_GET_NEXT_INV: save.save_get_next_inv,
+    abi.TMEMC_SAVE_END: save.save_end,
+    abi.TMEMC_RESTORE_BEGIN: save.restore_begin,
+    abi.TMEMC_RESTORE_PUT_PAGE: save.restore_put_page,
+    abi.TMEMC_RESTORE_FLUSH_PAGE: save.restore_flush_page,
 }
 
 _XEN_PREFIX = re.compile(r"\AXen: ``[^`]+``(?: / ``[^`]+``)?(?: \([^)]*\))? — ")
@@ -229,8 +243,7 @@ def handler_summary(fn) -> str:
     'evict ephemeral pages until `ceil(kb/4)`'
     """
     if fn is None:
-        return ("not modelled: returns -EOPNOTSUPP (save, restore and live migration, "
-                "`tmemref.core.control.SAVE_RESTORE_SUBOPS`)")
+        return "not modelled"
     doc = inspect.getdoc(fn) or ""
     para = " ".join(doc.split("\n\n", 1)[0].split())
     para = _XEN_PREFIX.sub("", para)
@@ -271,7 +284,7 @@ def subop_rows(grouped: bool = False) -> list:
     one ephemeral page) with ``cli_id`` 1 — or "all" for FLUSH and QUERY_FREEABLE_MB, which
     only take that — from domain 0 and from the guest (always -EPERM: control is for
     privileged domains only). LIST gets a 32768-byte buffer. ``grouped=True`` folds the
-    sub-ops that are not modelled (save / restore) into one row whose number column gives
+    save / restore sub-ops (:mod:`tmemref.core.save`) into one row whose number column gives
     their ranges (:func:`number_ranges`). O(sub-ops) small hosts."""
     rows = []
     for sub in sorted(abi.SUBOP_NAMES):
@@ -285,40 +298,45 @@ def subop_rows(grouped: bool = False) -> list:
             rcs.append(abi.rc_name(host.do_tmem_op(caller, op)))
             host.check()
         fn = SUBOP_HANDLERS[sub]
-        where = "—" if fn is None else f"{fn.__module__.removeprefix('tmemref.')}.{fn.__qualname__}"
-        rows.append((sub, abi.SUBOP_NAMES[sub].removeprefix("TMEMC_"), where,
+        rows.append((sub, abi.SUBOP_NAMES[sub].removeprefix("TMEMC_"), _where(fn),
                      handler_summary(fn), sender_of(sub), rcs[0], rcs[1]))
     if grouped:
-        kept = [r for r in rows if SUBOP_HANDLERS[r[0]] is not None]
-        rest = [r for r in rows if SUBOP_HANDLERS[r[0]] is None]
-        if rest:
-            kept.append((number_ranges([r[0] for r in rest]),
-                         f"SAVE_* and RESTORE_* ({len(rest)} sub-ops)", "—", rest[0][3],
-                         "save / restore / migrate, Xen <= 4.5 (libxc)",
-                         "/".join(sorted({r[5] for r in rest})),
-                         "/".join(sorted({r[6] for r in rest}))))
+        kept = [r for r in rows if r[0] not in control.SAVE_RESTORE_SUBOPS]
+        rest = [r for r in rows if r[0] in control.SAVE_RESTORE_SUBOPS]
+        kept.append((number_ranges([r[0] for r in rest]),
+                     f"SAVE_* and RESTORE_* ({len(rest)} sub-ops)", SAVE_MODULE, SAVE_SUMMARY,
+                     "save / restore / migrate, Xen <= 4.5 (libxc)",
+                     "/".join(sorted({r[5] for r in rest})),
+                     "/".join(sorted({r[6] for r in rest}))))
         rows = kept
     return rows
 
 
+SAVE_MODULE = "core.save"
+SAVE_SUMMARY = ("save, restore and live migration: a client's pools and persistent pages "
+                "read out one hypercall at a time, rebuilt on a target, and the invalidation "
+                "log of a live migration")
+
+
+def _where(fn) -> str:
+    return "—" if fn is None else f"{fn.__module__.removeprefix('tmemref.')}.{fn.__qualname__}"
+
+
 def handler_rows() -> list:
     """``(handler, sub-op names, what it does here)`` — one row per engine function of
-    :data:`SUBOP_HANDLERS` (in order of its first sub-op), plus one for the sub-ops that
-    are not modelled.
+    :data:`SUBOP_HANDLERS` (in order of its first sub-op), the functions of
+    :mod:`tmemref.core.save` folded into one row.
 
     >>> handler_rows()[0][:2]
     ('core.control.freeze_pools', ['THAW', 'FREEZE', 'DESTROY'])
     """
     groups: dict = {}
     for sub in sorted(SUBOP_HANDLERS):
-        groups.setdefault(SUBOP_HANDLERS[sub], []).append(
-            abi.SUBOP_NAMES[sub].removeprefix("TMEMC_"))
-    rows = []
-    for fn, subs in groups.items():
-        where = "—" if fn is None else \
-            f"{fn.__module__.removeprefix('tmemref.')}.{fn.__qualname__}"
-        rows.append((where, subs, handler_summary(fn)))
-    return rows
+        fn = SUBOP_HANDLERS[sub]
+        key = SAVE_MODULE if sub in control.SAVE_RESTORE_SUBOPS else fn
+        groups.setdefault(key, []).append(abi.SUBOP_NAMES[sub].removeprefix("TMEMC_"))
+    return [(key, subs, SAVE_SUMMARY) if key == SAVE_MODULE
+            else (_where(key), subs, handler_summary(key)) for key, subs in groups.items()]
 
 
 #: Topics of :data:`tmemref.fidelity.NOTES` about the control plane and its statistics.
@@ -326,7 +344,7 @@ CONTROL_NOTE_TOPICS = (
     "Who may call control operations", "TMEMC_DESTROY", "TMEM_AUTH flag value",
     "TMEM_AUTH for a domain that never used tmem", "T= timing line in LIST", "LIST quirks",
     "A LIST line that does not fit", "Over-quota rule for weighted clients",
-    "Save / restore / live migration sub-ops",
+    "TMEM_AUTH twice with the same uuid", "TMEM_RESTORE_NEW for client 0xFFFF",
 )
 
 
@@ -469,7 +487,8 @@ def flush_kb_needed(host: Host, pages: int) -> int:
 
 
 def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optional[int] = None,
-                    freeze: bool = True, meanwhile: Optional[tuple] = None) -> list:
+                    freeze: bool = True, meanwhile: Optional[tuple] = None,
+                    claim: bool = False) -> list:
     """The steps of tmem-internals.html's "freeable memory" sequence, for
     :func:`tmemref.viz.record`: ``[(caption, fn), …]``, each ``fn(host)`` running one
     step on ``t.host`` and logging it in the transcript ``t``.
@@ -481,7 +500,10 @@ def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optiona
     5. create domain ``domid`` with ``pages`` frames — the tool does so only if it sees
        ``pages`` free frames on the heap (:func:`tool_free_pages`), else it refuses, as
        a tool that "may notice that there is insufficient free memory and fail the
-       creation" (tmem-internals.html);
+       creation" (tmem-internals.html). With ``claim`` (xl.conf's ``claim_mode``) the
+       tool instead creates the domain empty, stakes a claim for ``pages``
+       (:meth:`Host.claim`, which counts tmem's freeable memory as available) and, if
+       granted, populates the domain (:meth:`Host.balloon` up to ``pages``);
     6. ``xl tmem-thaw -a`` (if frozen in step 1).
     """
     host = t.host
@@ -507,11 +529,17 @@ def make_room_steps(t: Transcript, domid: int, pages: int, *, max_pages: Optiona
 
     def create(h):
         free = tool_free_pages(host)
-        if free < pages:
+        limit = pages if max_pages is None else max_pages
+        if claim:
+            host.create_domain(domid, pages=0, max_pages=limit)
+            rc = host.claim(domid, pages)
+            got = host.balloon(domid, pages) if rc == 0 else 0
+            out = Outcome(f"claim {abi.rc_name(rc)}, populated {got} frames",
+                          got == pages, value=free)
+        elif free < pages:
             out = Outcome(f"refused: {free} frames free", False, value=free)
         else:
-            host.create_domain(domid, pages=pages,
-                               max_pages=pages if max_pages is None else max_pages)
+            host.create_domain(domid, pages=pages, max_pages=limit)
             out = Outcome("created", True, value=free)
         t.note(f"create domain {domid}, {pages * 4} KB: {out!r}")
         return out

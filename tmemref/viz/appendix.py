@@ -52,6 +52,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import errno
+import hashlib
 import html
 import importlib
 import importlib.util
@@ -86,7 +87,7 @@ PAGE = abi.PAGE_SIZE
 #: the second component of the module names it holds)``; ``""`` is the package ``tmemref`` itself.
 LAYERS: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
     ("guest", "the Linux side and the administrator's tools, over the one hypercall",
-     ("guest", "xl")),
+     ("guest", "xl", "migrate")),
     ("public face", "what a user imports: Host, TmemOp, abi, InvariantError",
      ("", "abi", "errors")),
     ("core", "Xen's tmem.c: the hypercall, the web of structures, eviction, control, stats",
@@ -104,8 +105,8 @@ LAYERS: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
 OTHER_LAYER = "other"
 #: Layers that make up the engine: they must not import the tooling layers.
 ENGINE_UNITS = ("", "abi", "errors", "core", "host", "ds")
-TOOLING_UNITS = ("guest", "xl", "sim", "viz", "oracle", "strategies", "cli", "__main__",
-                 "progress", "fidelity")
+TOOLING_UNITS = ("guest", "xl", "migrate", "sim", "viz", "oracle", "strategies", "cli",
+                 "__main__", "progress", "fidelity", "coverage")
 
 
 def unit_of(name: str) -> str:
@@ -341,7 +342,7 @@ DESIGN_HOUSE = (
     "__init__.py", "abi.py", "core/host.py", "core/client.py", "core/pool.py", "core/obj.py",
     "core/pcd.py", "core/evict.py", "core/control.py", "core/stats.py", "host/frames.py",
     "host/tlsf.py", "host/compress.py", "host/locks.py", "ds/rbtree.py", "ds/radix.py",
-    "ds/dlist.py", "guest/", "sim/", "viz/", "oracle.py", "strategies.py", "xl.py", "__main__.py",
+    "ds/dlist.py", "guest/", "sim/", "viz/", "migrate.py", "oracle.py", "strategies.py", "xl.py", "__main__.py",
     "cli.py")
 
 
@@ -492,7 +493,7 @@ def traced_put(host_pages: int = 1024, guest_pages: int = 600):
     g = TmemOps(host, 1)
     pool = g.new_pool()
     n = 0
-    while host.mem.free_pages >= host.min_free_pages:
+    while host.mem.guard_pages() >= host.min_free_pages:
         rc = g.put_page(pool, (n, 0, 0), 0, page_of(n))
         if rc != 1:
             raise RuntimeError(f"filling put {n} returned {abi.rc_name(rc)}")
@@ -1001,6 +1002,42 @@ def _demo_compress_fit() -> List[Tuple[str, str]]:
     return out
 
 
+def _save_bug_pages(save_bugs, compressible=(True, True, False, True)) -> List[int]:
+    """Guest 1 of a host with compression on holds persistent pages (compressible or not, in
+    that order); it is live-migrated to a second host, then from the source again to a third
+    (both as Xen with ``save_bugs``). The persistent pages each target ends with."""
+    from .. import migrate
+    hosts = [Host(pages=ORACLE_PAGES, compress=True, save_bugs=save_bugs) for _ in range(3)]
+    src = hosts[0]
+    src.create_domain(1, pages=16, max_pages=256)
+    ops = TmemOps(src, 1)
+    pool = ops.new_pool(abi.TMEM_POOL_PERSIST)
+    for i, small in enumerate(compressible):
+        data = (bytes([i + 1]) * 64 + bytes(range(64))) * 32 if small else \
+            b"".join(hashlib.sha512(bytes([i, j])).digest() for j in range(64))
+        if ops.put_page(pool, (1, 0, 0), i, data) != 1:
+            raise RuntimeError("a put failed")
+    got = []
+    for dst in hosts[1:]:
+        try:
+            migrate.migrate(src, dst, 1)
+        except migrate.StreamError:
+            pass                                  # what was restored stays
+        dst.check()
+        got.append(dst.clients[1].pools[pool].pgp_count if 1 in dst.clients else 0)
+    src.check()
+    return got
+
+
+def _demo_save_bugs() -> List[Tuple[str, str]]:
+    out = []
+    for label, setting in (("save_bugs=()", ()), ('save_bugs="xen"', "xen")):
+        first, second = _save_bug_pages(setting)
+        out.append((label, f"a guest with 4 persistent pages (3 compressed, 1 raw) is "
+                           f"live-migrated twice: the targets hold {first} and {second} of them"))
+    return out
+
+
 #: For every ``Host`` keyword argument a fidelity note names: a live run under two settings,
 #: returning ``[(setting, what happened), (setting, what happened)]``.
 OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
@@ -1012,6 +1049,7 @@ OPTION_DEMOS: Dict[str, Callable[[], List[Tuple[str, str]]]] = {
     "lock_scheme": _demo_lock_scheme,
     "tze_match": _demo_tze_match,
     "compress_fit": _demo_compress_fit,
+    "save_bugs": _demo_save_bugs,
 }
 
 
@@ -1041,20 +1079,13 @@ class Quirk:
     observe: Callable[[], str]     # a live run showing what tmemref does
 
 
-def _save_subop_rcs(*subops: int) -> str:
-    host = oracle_host()
-    host.create_domain(1, pages=16, max_pages=64)
-    ops = TmemOps(host, 1)
-    pool = ops.new_pool(abi.TMEM_POOL_PERSIST)
-    for i in range(2):
-        ops.put_page(pool, (1, 0, 0), i, page_of(i))
-    rcs = []
-    for sub in subops:
-        rc = host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=sub, cli_id=1,
-                                       buf=bytearray(PAGE + 64), arg1=PAGE + 64))
-        rcs.append(f"{abi.SUBOP_NAMES[sub].removeprefix('TMEMC_')} -> {abi.rc_name(rc)}")
-    host.check()
-    return "; ".join(rcs)
+def _observe_save_bug(name: str, migration: int = 0) -> str:
+    """Persistent pages a target holds after live migration ``migration`` (0: the first,
+    1: the second) of a guest with 4 of them, without and with save bug ``name``."""
+    which = ("first", "second")[migration]
+    return (f"{which} migration of 4 pages: the target holds "
+            f"{_save_bug_pages(())[migration]}; with save_bugs={{{name!r}}}: "
+            f"{_save_bug_pages({name})[migration]}")
 
 
 def _two_shared_pools() -> Host:
@@ -1128,19 +1159,21 @@ XEN_QUIRKS: Tuple[Quirk, ...] = (
           "On its first call it sets the cursor to the first page and then returns the next "
           "one, so the first page of every pool is never saved (a one-page list yields the "
           "list head). Present since save/restore was added (4.0).",
-          "Save/restore is not modelled: the sub-op returns -EOPNOTSUPP.",
-          lambda: _save_subop_rcs(abi.TMEMC_SAVE_BEGIN, abi.TMEMC_SAVE_GET_NEXT_PAGE)),
+          "The first call returns the first page; Host(save_bugs={'skip_first_page'}) "
+          "reproduces Xen.",
+          lambda: _observe_save_bug("skip_first_page")),
     Quirk("§9.4", "Saving and restoring uncompressed persistent pages",
           "From 4.4 the copy helpers return -EINVAL when given a buffer instead of a guest "
           "frame, so saving or restoring an uncompressed page fails (compressed pages go "
           "through a scratch page and work).",
-          "Not modelled: RESTORE_PUT_PAGE returns -EOPNOTSUPP.",
-          lambda: _save_subop_rcs(abi.TMEMC_RESTORE_PUT_PAGE)),
+          "Whole pages are copied both ways; Host(save_bugs={'raw_copy'}) reproduces Xen.",
+          lambda: _observe_save_bug("raw_copy")),
     Quirk("§9.4", "SAVE_END",
           "Frees the logged invalidation descriptors without re-initialising the list head "
           "or the cursors.",
-          "Not modelled: SAVE_END returns -EOPNOTSUPP.",
-          lambda: _save_subop_rcs(abi.TMEMC_SAVE_END)),
+          "Empties the log and resets the cursors; Host(save_bugs={'stale_end'}) reproduces "
+          "Xen.",
+          lambda: _observe_save_bug("stale_end", 1)),
     Quirk("§8.2", "LIST: second and later S= lines",
           "tmemc_list_shared() does not reset its offset between shared pools, so every S= "
           "line after the first is written at the wrong place in the buffer.",

@@ -217,7 +217,7 @@ def tour() -> Tour:
         return put(h, 1, E, TOUR_B, 1, 7)
 
     def squeeze(h):
-        h.create_domain(3, pages=h.mem.free_pages - (h.min_free_pages - 1))
+        h.create_domain(3, pages=h.mem.guard_pages() - (h.min_free_pages - 1))
         h.check()
         return None
 
@@ -248,7 +248,7 @@ def tour() -> Tour:
              "rb-tree node go", lambda h: call(h, 1, cmd=abi.TMEM_FLUSH_OBJECT, pool_id=E,
                                                oid=TOUR_B)),
         Step("squeeze", f"domain 3 boots and takes all but {host.min_free_pages - 1} free "
-             f"frames (a put wants {host.min_free_pages} free)", squeeze),
+             f"frames beyond the heap's reserve (a put wants {host.min_free_pages})", squeeze),
         Step("evict", f"d2: PUT shared (3,0,0)[1] — fewer than {host.min_free_pages} frames "
              "free: tmem_evict frees the oldest ephemeral page first",
              lambda h: put(h, 2, S, TOUR_S, 1, 9)),
