@@ -318,14 +318,15 @@ def _target(model: bool, frames: int):
 def per_op_cost(resident: int, ops_per_kind: int, repeat: int, model: bool = False,
                 pages_per_obj: int = 16, seed: int = 5):
     """µs per op, by kind, with ``resident`` pages stored (and staying stored, give or take a
-    batch). The host has ``resident`` data frames + ``resident // 32`` for tmem's billed
-    metadata (about 106 B/page at Xen's sizes with 16-page objects) + 1024 headroom, so
-    nothing is evicted. Each round takes a batch of distinct resident pages (chosen at random,
+    batch). The host has ``resident`` data frames + ``resident // 16`` for tmem's metadata
+    (about 130 B/page in TLSF blocks at Xen's sizes with 16-page objects), the heap's reserve
+    (1/128) and 1024 frames of headroom, so nothing is evicted. Each round takes a batch of distinct resident pages (chosen at random,
     same seed for engine and model) and runs, timed separately: get (a hit; private ephemeral
     gets remove the page), put of the same pages (new pgps), put again (duplicate puts),
     flush, put back. ``model``: the same on a :class:`DictModel` of the same capacity."""
     gc.collect()
-    target = _target(model, resident + resident // 32 + 1024)
+    frames = resident + resident // 16 + 1024
+    target = _target(model, frames + frames // 127)
     page = tracegen.make_pages(1)[0]
     buf = bytearray(PAGE_SIZE)
     do = target.do_tmem_op

@@ -79,7 +79,9 @@ def page_paths() -> list[str]:
 def built_site(tmp_path_factory) -> Path:
     """Build the book once into a temp dir; return the folder of its HTML."""
     out = tmp_path_factory.mktemp("book")
-    jupyter_book = shutil.which("jupyter-book") or pytest.fail(
+    # the one installed beside this Python (a virtual environment need not be on PATH)
+    beside = Path(sys.executable).with_name("jupyter-book")
+    jupyter_book = (str(beside) if beside.exists() else shutil.which("jupyter-book")) or pytest.fail(
         "jupyter-book is not installed: pip install -r requirements.txt", pytrace=False
     )
     cmd = [jupyter_book, "build", "--all", str(ROOT), "-W", "-n", "--keep-going",
