@@ -22,6 +22,7 @@ entry; no bad input raises or changes any stored page.
 from __future__ import annotations
 
 import errno
+import operator
 import threading
 import time
 
@@ -35,6 +36,7 @@ from ..errors import InvariantError
 from ..host.alloc import SIZEOF, MAX_ALLOC, LARGEST_FIT, tmem_pool
 from ..host.compress import default_codec, get_codec
 from ..host.frames import HostMemory, PAGE_SIZE, MEMF_tmem
+from ..host import locks as _locks
 from ..host.locks import RWLock, SpinLock, RANK_TMEM, RANK_LISTS, yield_point
 from . import control, evict, save, stats
 from .client import Client, MAX_POOLS_PER_DOMAIN
@@ -286,7 +288,8 @@ class Host:
         if dom is None:
             raise ValueError(f"no domain {domid!r} on this host")
         n = self.total_tmem_ops                # informational: no lock, not atomic
-        yield_point("total_tmem_ops")
+        if _locks._sched is not None:
+            yield_point("total_tmem_ops")
         self.total_tmem_ops = n + 1
         cpu = self._cpu
         cpu.domid = domid                      # Xen's current: whose memory an eviction
@@ -296,7 +299,8 @@ class Host:
             cpu.domid = 0
         if rc < 0:
             n = self.errored_tmem_ops
-            yield_point("errored_tmem_ops")
+            if _locks._sched is not None:
+                yield_point("errored_tmem_ops")
             self.errored_tmem_ops = n + 1
         return rc
 
@@ -513,7 +517,8 @@ class Host:
         """Xen: ``shared_pool_reassign`` — the pool's ephemeral pages move to the new owner's
         list (the doc's intent; Xen's code moved the old owner's whole list, see fidelity)."""
         old = pool.client
-        with self.eph_lists_lock:
+        self.eph_lists_lock.acquire()
+        try:
             moved = [n.owner for n in list_iter(old.eph_list) if n.owner.obj.pool is pool]
             for pgp in moved:
                 list_del(pgp.link_b)
@@ -522,6 +527,8 @@ class Host:
             new_owner.eph_count += len(moved)
             if new_owner.eph_count > new_owner.eph_count_max:
                 new_owner.eph_count_max = new_owner.eph_count
+        finally:
+            self.eph_lists_lock.release()
         for obj in pool.objects():              # compressed pages are counted by the owner
             for _, pgp in obj.tree.items():
                 if pgp.size:
@@ -728,14 +735,20 @@ class Host:
         """Xen: ``pgp_delist_free`` — off its lists, data freed, descriptor freed.
         The pgp is already out of its radix tree."""
         if pool.persistent:
-            with self.pers_lists_lock:
+            self.pers_lists_lock.acquire()
+            try:
                 save.delist_persistent(pool, pgp)   # the save cursor; migration's log
+            finally:
+                self.pers_lists_lock.release()
         else:
-            with self.eph_lists_lock:
+            self.eph_lists_lock.acquire()
+            try:
                 list_del(pgp.link_a)
                 list_del(pgp.link_b)
                 self.eph_count -= 1
                 pool.client.eph_count -= 1
+            finally:
+                self.eph_lists_lock.release()
         self._pgp_free_data(pgp, pool)
         pool.mempool.free(pgp.meta)
         pool.sum_life_cycles += self.now() - pgp.timestamp
@@ -761,7 +774,8 @@ class Host:
         """Xen: ``do_tmem_put``. 1 on success; -EFROZEN, -ENOMEM, -ENOSPC (failed duplicate),
         -EFAULT (``data`` None: the guest frame could not be read)."""
         n = pool.puts                           # informational: tmem_rwlock (read) only
-        yield_point("pool.puts")
+        if _locks._sched is not None:
+            yield_point("pool.puts")
         pool.puts = n + 1
         client = pool.client
         obj = self._obj_find_lock(pool, oid)
@@ -781,7 +795,8 @@ class Host:
             obj.lock.release()
         if rc == 1:
             n = pool.good_puts                  # informational, after the object lock
-            yield_point("pool.good_puts")
+            if _locks._sched is not None:
+                yield_point("pool.good_puts")
             pool.good_puts = n + 1
         return rc
 
@@ -850,10 +865,14 @@ class Host:
 
     def _pgp_enlist(self, pgp, pool, client) -> None:
         if pool.persistent:
-            with self.pers_lists_lock:
+            self.pers_lists_lock.acquire()
+            try:
                 list_add_tail(pgp.link_b, pool.pers_list)
+            finally:
+                self.pers_lists_lock.release()
         else:
-            with self.eph_lists_lock:
+            self.eph_lists_lock.acquire()
+            try:
                 list_add_tail(pgp.link_a, self.eph_list)
                 list_add_tail(pgp.link_b, client.eph_list)
                 self.eph_count += 1
@@ -862,6 +881,8 @@ class Host:
                 client.eph_count += 1
                 if client.eph_count > client.eph_count_max:
                     client.eph_count_max = client.eph_count
+            finally:
+                self.eph_lists_lock.release()
 
     def _track_max(self, pool) -> None:
         """The maxima of the pool's and the host's page counts, one page more than now
@@ -924,9 +945,12 @@ class Host:
             if pool.persistent:
                 client.succ_pers_gets += 1
             elif pool.shared:
-                with self.eph_lists_lock:
+                self.eph_lists_lock.acquire()
+                try:
                     list_move_tail(pgp.link_a, self.eph_list)
                     list_move_tail(pgp.link_b, client.eph_list)
+                finally:
+                    self.eph_lists_lock.release()
                 obj.last_client = caller_id
                 client.succ_eph_gets += 1
             else:
@@ -1291,6 +1315,8 @@ def _check_pgp(pgp, pool, dedup: bool) -> None:
 
 
 _TmemOp = abi.TmemOp
+_fields = operator.attrgetter("cmd", "pool_id", "uuid", "flags", "arg1", "oid", "index", "page",
+                              "subop", "cli_id", "arg2", "buf")     # one read of every field
 _U32_FIELDS = ("cmd", "index", "flags", "arg1", "subop", "cli_id", "arg2")
 
 
@@ -1318,8 +1344,7 @@ def copy_op(op):
     if not isinstance(op, _TmemOp):
         return None
     try:
-        c = (op.cmd, op.pool_id, op.uuid, op.flags, op.arg1, op.oid, op.index, op.page,
-             op.subop, op.cli_id, op.arg2, op.buf)
+        c = _fields(op)
     except Exception:                   # a subclass whose attributes raise
         return None
     cmd, pool_id, uuid, flags, arg1, oid, index, _, subop, cli_id, arg2, _ = c

@@ -255,8 +255,11 @@ class HostMemory:
         return [heap.pop() for _ in range(n)]
 
     def _heap_alloc(self, d, memflags: int):
-        with self.heap_lock:
+        self.heap_lock.acquire()
+        try:
             return self._alloc_locked(d, memflags)
+        finally:
+            self.heap_lock.release()
 
     def _heap_free_locked(self, f: int) -> None:
         """Scrub a frame and put it on the heap (``heap_lock`` held)."""
@@ -322,15 +325,21 @@ class HostMemory:
 
     def _page_list_get(self):
         """Xen: ``tmem_page_list_get`` — a frame off tmem_page_list, or None."""
-        with self.page_list_lock:
+        self.page_list_lock.acquire()
+        try:
             pl = self.page_list
             return pl.pop() if pl else None
+        finally:
+            self.page_list_lock.release()
 
     def _page_list_put(self, f: int) -> None:
         """Xen: ``tmem_page_list_put`` — a frame onto tmem_page_list, unscrubbed."""
-        with self.page_list_lock:
+        self.page_list_lock.acquire()
+        try:
             self.owner[f] = PAGE_LIST
             self.page_list.append(f)
+        finally:
+            self.page_list_lock.release()
 
     def page_list_take(self, scrub: bool):
         """Take a frame off tmem_page_list for the heap's use (relinquish), scrubbing it first

@@ -49,6 +49,8 @@ True
 from __future__ import annotations
 
 import threading
+import time as _time
+from collections import deque
 
 __all__ = ["SpinLock", "RWLock", "LockOrderError", "set_order_checking", "held_locks",
            "RANK_TMEM", "RANK_POOL", "RANK_OBJ", "RANK_PCD", "RANK_HEAP", "RANK_LISTS",
@@ -163,57 +165,61 @@ class SpinLock:
 class RWLock:
     """Xen: ``rwlock_t``. Many readers or one writer; ``write_trylock`` never waits; O(1).
 
-    Built from two mutexes: ``_w`` is held by the writer, or on behalf of all readers by the
-    first reader in (and released by the last one out); ``_m`` guards the reader count.
-    Readers do not starve writers forever only because Python's GIL switches threads; a
-    fairness guarantee is not part of the model.
+    ``_w`` is a turnstile: a writer holds it for as long as it writes; a reader holds it only
+    while it registers itself in ``_readers`` (a deque, whose append and pop are atomic), so a
+    waiting writer stops new readers from coming in and waits for the ones inside to leave.
+    A writer therefore never starves behind a stream of readers.
     """
-    __slots__ = ("name", "rank", "_m", "_w", "readers", "writer")
+    __slots__ = ("name", "rank", "_w", "_readers", "writer")
 
     def __init__(self, name: str, rank: int):
         self.name = name              # the Xen lock this stands for
         self.rank = rank              # position in the lock order
-        self._m = threading.Lock()    # guards ``readers``
-        self._w = threading.Lock()    # held by the writer or by the group of readers
-        self.readers = 0              # threads holding it for reading
+        self._w = threading.Lock()    # held by the writer, or by a reader while it enters
+        self._readers = deque()       # one entry per read hold
         self.writer = False           # True while held for writing
 
+    @property
+    def readers(self) -> int:
+        """How many read holds there are now."""
+        return len(self._readers)
+
     def read_lock(self) -> None:
-        """``read_lock``: wait until no writer holds it."""
+        """``read_lock``: wait until no writer holds it (or waits for it)."""
         if _checking:
             _push(self, True)
-        m = self._m
-        m.acquire()
-        if self.readers == 0:
-            self._w.acquire()        # first reader in takes the lock for the group
-        self.readers += 1
-        m.release()
+        w = self._w
+        w.acquire()
+        self._readers.append(None)
+        w.release()
 
     def read_unlock(self) -> None:
         if _checking:
             _pop(self)
-        m = self._m
-        m.acquire()
-        self.readers -= 1
-        if self.readers == 0:
-            self._w.release()        # last reader out gives it back
-        m.release()
+        self._readers.pop()
 
     def write_lock(self) -> None:
         """``write_lock``: wait until nobody holds it."""
         if _checking:
             _push(self, True)
         self._w.acquire()
+        readers = self._readers
+        while readers:               # the readers inside finish; no new one gets in
+            _time.sleep(0)
         self.writer = True
 
     def write_trylock(self) -> bool:
         """``write_trylock``: take it for writing if nobody holds it, else return False."""
-        if self._w.acquire(False):
-            self.writer = True
-            if _checking:
-                _push(self, False)
-            return True
-        return False
+        w = self._w
+        if not w.acquire(False):
+            return False
+        if self._readers:
+            w.release()
+            return False
+        self.writer = True
+        if _checking:
+            _push(self, False)
+        return True
 
     def write_unlock(self) -> None:
         if _checking:
@@ -223,7 +229,7 @@ class RWLock:
 
     @property
     def held(self) -> bool:
-        return self._w.locked()
+        return self.writer or bool(self._readers)
 
     def __repr__(self):
         state = "W" if self.writer else (f"R{self.readers}" if self.readers else "free")
