@@ -332,3 +332,23 @@ def test_module_entry_point():
     assert p.returncode == 1, p.stderr
     assert p.stdout.splitlines()[-1].endswith("verdict: invariant")
     assert p.stderr == ""                                 # no progress bar off a terminal
+
+
+def test_python_dash_m_tmemref_explore_as_a_user_runs_it():
+    """The command line exactly as documented, in a fresh interpreter: exit 1 with the schedule
+    to replay on a failure, that schedule replays to the same verdict, exit 0 when clean."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "tmemref", "explore", *args],
+                           capture_output=True, text=True, timeout=300)
+        return p.returncode, p.stdout.splitlines()
+
+    rc, out = run("naive-evict", "--preemptions", "1", "--workers", "1")
+    assert rc == 1 and out[-1].endswith("verdict: deadlock")
+    schedule = next(line.split("--replay ")[1] for line in out if "--replay " in line)
+    rc, out = run("naive-evict", "--replay", schedule)
+    assert rc == 1 and out[-1].endswith("verdict: deadlock")
+    rc, out = run("evict", "--preemptions", "1", "--workers", "1")
+    assert rc == 0 and out[-1].endswith("verdict: none within 1 preemptions")
