@@ -33,6 +33,21 @@ def cpage(n: int) -> bytes:
     return (n.to_bytes(8, "little") + b"\x5a" * 56) * (PAGE // 64)
 
 
+def released_view():
+    """A memoryview of a page that has been released: no buffer can be read from it."""
+    m = memoryview(bytearray(PAGE))
+    m.release()
+    return m
+
+
+def closed_mmap():
+    """An anonymous mmap of a page, closed."""
+    import mmap
+    m = mmap.mmap(-1, PAGE)
+    m.close()
+    return m
+
+
 # --- calls --------------------------------------------------------------------------------------
 def assert_no_locks_held(host) -> None:
     """No tmem lock anywhere is held between hypercalls (a leaked lock would hang the next)."""

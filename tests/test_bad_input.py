@@ -25,7 +25,8 @@ from decimal import Decimal
 from tmemref import Host, TmemOp, abi
 from tmemref.host import locks
 
-from helpers import (ALL, U64, assert_no_locks_held, auth, control, destroy_pool, diff,
+from helpers import (ALL, U64, assert_no_locks_held, auth, closed_mmap, control, destroy_pool, diff,
+                     released_view,
                      new_pool, page, put, snapshot)
 
 ENODEV, EPERM, ENOMEM, EFAULT, ENOSYS, EINVAL, EOPNOTSUPP = (
@@ -374,21 +375,8 @@ for name, mk in BAD_GET_BUFS.items():
 
 
 # --- guest buffers that cannot be read at all (each raised inside the object lock once) ---------
-def _released_view():
-    m = memoryview(bytearray(4096))
-    m.release()
-    return m
-
-
-def _closed_mmap():
-    import mmap
-    m = mmap.mmap(-1, 4096)
-    m.close()
-    return m
-
-
 UNREADABLE = {
-    "released-view": _released_view, "closed-mmap": _closed_mmap,
+    "released-view": released_view, "closed-mmap": closed_mmap,
     "datetime64-array": lambda: np.zeros(512, dtype="datetime64[s]"),
     "object-array": lambda: np.array([object()] * 4096, dtype=object),
     "float-array-4096B": lambda: np.zeros(512, dtype=np.float64)[::-1],   # right size, not C-contiguous

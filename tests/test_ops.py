@@ -25,7 +25,7 @@ from tmemref.core import evict as ev
 from tmemref.core.evict import client_over_quota, tmem_evict
 from tmemref.ds.dlist import list_owners
 
-from helpers import (ALL, U64, auth, call, control, cpage, destroy_pool,
+from helpers import (ALL, U64, auth, call, closed_mmap, control, cpage, destroy_pool, released_view,
                      flush_object, flush_page, get, lru, new_pool, page, pool_of, put,
                      snapshot, diff, stored)
 
@@ -325,20 +325,7 @@ def test_failed_dup_put_keeps_the_objects_other_pages():
     assert get(h, 1, p, A, 1) == (1, cpage(2))
 
 
-def _released_view():
-    m = memoryview(bytearray(4096))
-    m.release()
-    return m
-
-
-def _closed_mmap():
-    import mmap
-    m = mmap.mmap(-1, 4096)
-    m.close()
-    return m
-
-
-@pytest.mark.parametrize("bad", [lambda: b"x" * 4095, lambda: None, _released_view, _closed_mmap,
+@pytest.mark.parametrize("bad", [lambda: b"x" * 4095, lambda: None, released_view, closed_mmap,
                                  lambda: np.zeros(512, dtype="datetime64[s]")],
                          ids=["short", "none", "released-view", "closed-mmap", "datetime64"])
 def test_dup_put_with_bad_frame_leaves_no_old_data(host, bad):

@@ -172,12 +172,9 @@ class Gate:
         assert self.go.wait(10), "gate never opened"
 
 
-def test_put_racing_destroy_pool_of_the_same_domain():
-    """Another vCPU destroys the pool while a put is between its validation and the pool
-    lookup: the put must not land in the dead pool (Xen: the pool is read under tmem_rwlock)."""
-    host = Host(pages=600)
-    host.create_domain(1, pages=8, max_pages=100)
-    pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
+def _put_parked_while(host, pid, meanwhile):
+    """A put from domain 1 into pool ``pid``, parked right after its op was copied in while
+    ``meanwhile()`` runs on this thread; returns the put's return value."""
     gate = Gate()
     real = host_mod.copy_page_in
 
@@ -194,12 +191,25 @@ def test_put_racing_destroy_pool_of_the_same_domain():
             1, TmemOp(cmd=PUT, pool_id=pid, oid=(1, 0, 0), index=0, page=page(1)))))
         t.start()
         assert gate.reached.wait(10)
-        assert host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pid)) == 1
+        meanwhile()
         gate.go.set()
         t.join(10)
     finally:
         host_mod.copy_page_in = real
-    assert rcs["put"] == -19                   # -ENODEV: the pool is gone
+    return rcs["put"]
+
+
+def test_put_racing_destroy_pool_of_the_same_domain():
+    """Another vCPU destroys the pool while a put is between its validation and the pool
+    lookup: the put must not land in the dead pool (Xen: the pool is read under tmem_rwlock)."""
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=100)
+    pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags()))
+
+    def destroy_pool():
+        assert host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pid)) == 1
+
+    assert _put_parked_while(host, pid, destroy_pool) == -19     # -ENODEV: the pool is gone
     assert host.global_pgp_count == 0 and host.mem.freeable_page_count == 0
     host.check()
 
@@ -209,29 +219,12 @@ def test_call_racing_destroy_domain():
     host = Host(pages=600)
     host.create_domain(1, pages=8, max_pages=100)
     pid = host.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags(persist=True)))
-    gate = Gate()
-    real = host_mod.copy_page_in
 
-    def slow_copy(p):
-        data = real(p)
-        if threading.current_thread().name == "putter":
-            gate.park()
-        return data
-
-    rcs = {}
-    host_mod.copy_page_in = slow_copy
-    try:
-        t = threading.Thread(name="putter", target=lambda: rcs.setdefault("put", host.do_tmem_op(
-            1, TmemOp(cmd=PUT, pool_id=pid, oid=(1, 0, 0), index=0, page=page(1)))))
-        t.start()
-        assert gate.reached.wait(10)
+    def reboot():
         host.destroy_domain(1)
         host.create_domain(1, pages=8, max_pages=100)      # a new domain with the same id
-        gate.go.set()
-        t.join(10)
-    finally:
-        host_mod.copy_page_in = real
-    assert rcs["put"] == -19
+
+    assert _put_parked_while(host, pid, reboot) == -19
     assert host.clients.get(1) is None and host.global_pgp_count == 0
     assert host.mem.domains[1].tot_pages == 8
     host.check()
