@@ -307,11 +307,18 @@ class Host:
     def _dispatch(self, dom, op) -> int:
         """Copy the op in once (as ``copy_from_guest`` does), validate the copy, and run it.
         Nothing below reads ``op`` again, so a guest changing it meanwhile changes nothing."""
+        if type(op) is _TmemOp:                # the frequent case: each field read once
+            cmd, pool_id, oid, index, page = op.cmd, op.pool_id, op.oid, op.index, op.page
+            if type(cmd) is int and PUT <= cmd <= FLUSH_OBJECT:
+                if not valid_fields(cmd, pool_id, op.uuid, op.flags, op.arg1, oid, index,
+                                    op.subop, op.cli_id, op.arg2):
+                    return -EFAULT
+                return self._page_op(dom, cmd, pool_id, oid, index, page)
         c = copy_op(op)
         if c is None:
             return -EFAULT                     # no C struct tmem_op could hold these values
         cmd = c[0]
-        if PUT <= cmd <= FLUSH_OBJECT:         # the frequent page operations first
+        if PUT <= cmd <= FLUSH_OBJECT:
             return self._page_op(dom, cmd, c[1], c[5], c[6], c[7])
         if cmd == abi.TMEM_CONTROL or cmd == abi.TMEM_AUTH or cmd == abi.TMEM_RESTORE_NEW:
             if not dom.privileged:
@@ -1333,13 +1340,14 @@ def copy_op(op):
     once and return the copy as a tuple in :class:`TmemOp` field order, or None if no C struct
     could hold the values (the hypercall then returns -EFAULT).
 
-    The rule: every u32 field (``cmd, index, flags, arg1, subop, cli_id, arg2``) is an ``int``
-    in [0, 2**32); ``pool_id`` is 32 bits, signed or not, in [-2**31, 2**32) (Xen casts it to
-    u32 before comparing with 16); ``oid`` is a tuple of three u64, ``uuid`` of two. Only exact
-    ``int`` counts (not bool, float, Decimal or numpy scalars): a value is tested by its type
-    before any comparison, so no ``__eq__`` or ``__index__`` of a guest's object ever runs.
-    ``page`` and ``buf`` are guest buffers, checked where they are used.
-    :func:`tmemref.abi.explain` says in words which field is wrong.
+    The rule (:func:`valid_fields`): every u32 field (``cmd, index, flags, arg1, subop,
+    cli_id, arg2``) is an ``int`` in [0, 2**32); ``pool_id`` is 32 bits, signed or not, in
+    [-2**31, 2**32) (Xen casts it to u32 before comparing with 16); ``oid`` is a tuple of three
+    u64, ``uuid`` of two. Only exact ``int`` counts (not bool, float, Decimal or numpy
+    scalars): a value is tested by its type before any comparison, so no ``__eq__`` or
+    ``__index__`` of a guest's object ever runs. ``page`` and ``buf`` are guest buffers,
+    checked where they are used. :func:`tmemref.abi.explain` says in words which field is
+    wrong.
     """
     if not isinstance(op, _TmemOp):
         return None
@@ -1348,22 +1356,26 @@ def copy_op(op):
     except Exception:                   # a subclass whose attributes raise
         return None
     cmd, pool_id, uuid, flags, arg1, oid, index, _, subop, cli_id, arg2, _ = c
+    return c if valid_fields(cmd, pool_id, uuid, flags, arg1, oid, index, subop, cli_id,
+                             arg2) else None
+
+
+def valid_fields(cmd, pool_id, uuid, flags, arg1, oid, index, subop, cli_id, arg2) -> bool:
+    """Could a C ``struct tmem_op`` hold these values? (See :func:`copy_op`.) O(1)."""
     if not (type(cmd) is int and type(index) is int and type(flags) is int
             and type(arg1) is int and type(subop) is int and type(cli_id) is int
             and type(arg2) is int and type(pool_id) is int
             and type(oid) is tuple and len(oid) == 3 and type(uuid) is tuple and len(uuid) == 2):
-        return None
+        return False
     a, b, d = oid
     u, v = uuid
     if not (type(a) is int and type(b) is int and type(d) is int and type(u) is int
             and type(v) is int):
-        return None
+        return False
     # OR-ing non-negative ints and shifting tests all ranges at once; a negative value makes
     # the OR negative, which fails the same test.
-    if (cmd | index | flags | arg1 | subop | cli_id | arg2) >> 32 or (a | b | d | u | v) >> 64 \
-            or not -0x80000000 <= pool_id <= U32:
-        return None
-    return c
+    return not ((cmd | index | flags | arg1 | subop | cli_id | arg2) >> 32
+                or (a | b | d | u | v) >> 64 or not -0x80000000 <= pool_id <= U32)
 
 
 def copy_page_in(page):

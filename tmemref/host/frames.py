@@ -91,6 +91,7 @@ class HostMemory:
         self.data = np.zeros((nframes, PAGE_SIZE), dtype=np.uint8)   # physical memory
         self.bytes = memoryview(self.data).cast("B")   # the same memory, flat: frame f at f<<12
         self.owner = np.full(nframes, HEAP, dtype=np.int32)          # state of each frame
+        self._own = memoryview(self.owner)             # the same, for cheap one-frame writes
         self.heap = list(range(nframes - 1, -1, -1))   # free, scrubbed frames (a stack)
         self.page_list: list = []                      # tmem_page_list: free, unscrubbed
         self.freeable_page_count = 0                   # ANON frames (ephemeral tmem)
@@ -125,7 +126,7 @@ class HostMemory:
                 got.append(f)
             d = Domain(domid, max_pages, privileged)
             for f in got:
-                self.owner[f] = domid
+                self._own[f] = domid
             d.own_frames = got
             d.tot_pages = len(got)
             self.domains[domid] = d
@@ -190,7 +191,7 @@ class HostMemory:
             if got is None:
                 return None
             for f in got:
-                self.owner[f] = d.domid
+                self._own[f] = d.domid
             d.own_frames.extend(got)
             self._adjust_tot_pages(d, n)
         return got
@@ -264,7 +265,7 @@ class HostMemory:
     def _heap_free_locked(self, f: int) -> None:
         """Scrub a frame and put it on the heap (``heap_lock`` held)."""
         self.data[f] = 0
-        self.owner[f] = HEAP
+        self._own[f] = HEAP
         self.heap.append(f)
 
     @property
@@ -283,7 +284,7 @@ class HostMemory:
             if f is None:
                 self.alloc_page_failed += data
                 return None
-        self.owner[f] = ANON
+        self._own[f] = ANON
         self.freeable_page_count += 1
         return f
 
@@ -305,7 +306,7 @@ class HostMemory:
             if f is None:
                 self.alloc_page_failed += data
                 return None
-        self.owner[f] = d.domid
+        self._own[f] = d.domid
         if d.outstanding_pages:
             with self.heap_lock:
                 self._adjust_tot_pages(d, 1)
@@ -336,7 +337,7 @@ class HostMemory:
         """Xen: ``tmem_page_list_put`` — a frame onto tmem_page_list, unscrubbed."""
         self.page_list_lock.acquire()
         try:
-            self.owner[f] = PAGE_LIST
+            self._own[f] = PAGE_LIST
             self.page_list.append(f)
         finally:
             self.page_list_lock.release()
@@ -349,7 +350,7 @@ class HostMemory:
             return None
         if scrub:
             self.data[f] = 0
-        self.owner[f] = HEAP     # transiently; the caller assigns it
+        self._own[f] = HEAP     # transiently; the caller assigns it
         return f
 
     def flush_page_list(self) -> int:
