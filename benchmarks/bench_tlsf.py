@@ -9,8 +9,8 @@
     one in its place. Two size mixes: *metadata*, the structures a put allocates (pgp 80 %,
     object 10 %, radix node 5 %, pcd 4 %, sharelist 1 %, sizes from ``tmemref.host.alloc``);
     *compressed*, the LZO1X-1 sizes of real file pages that tmem would keep compressed
-    (``0 < size < 4064``). Each without a lock and with a ``SpinLock`` (order checking off), and
-    beside the byte-counting stand-in ``MemPool`` on the same sizes. At the end: frames held
+    (``0 < size < 4064``). Each without a lock and with a ``SpinLock`` (order checking off).
+    At the end: frames held
     and ``used_size / total_size`` (how full the frames are).
 [2] µs per page to compress and to decompress, per codec, on real file pages (the first
     ``--per-file`` pages of each file, in path order, half under /usr/lib/python3*, half under
@@ -20,7 +20,7 @@
     4064 (``LARGEST_FIT < size < 4064``).
 [3] (``--instructions``) CPU instructions per alloc/free pair, counted by valgrind's callgrind:
     the metadata mix run with 10,000 and with 30,000 pairs, the difference of the two totals
-    divided by 20,000; for Tlsf and for the MemPool stand-in. Deterministic, so it does not move
+    divided by 20,000. Deterministic, so it does not move
     with the load of the machine as the times above do.
 
 Every time is the best of ``--repeat`` (3) runs measured with ``time.perf_counter``, sizes and
@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tmemref.host.alloc import SIZEOF, MemPool            # noqa: E402
+from tmemref.host.alloc import SIZEOF                     # noqa: E402
 from tmemref.host.compress import available, get_codec    # noqa: E402
 from tmemref.host.frames import HostMemory                # noqa: E402
 from tmemref.host.locks import RANK_XMEM, SpinLock        # noqa: E402
@@ -113,65 +113,29 @@ def tlsf_pairs(sizes, live, pairs, seed, lock, repeat):
     return best_of(repeat, run) / pairs * 1e9, holder["pool"]
 
 
-def mempool_pairs(sizes, live, pairs, seed, repeat):
-    """ns per alloc/free pair of the byte-counting stand-in on the same sizes."""
-    rng = random.Random(seed)
-    first = [rng.choice(sizes) for _ in range(live)]
-    nxt = [rng.choice(sizes) for _ in range(pairs)]
-    victims = [rng.randrange(live) for _ in range(pairs)]
-
-    def run():
-        p = MemPool(HostMemory(live + 64))
-        slots = list(first)
-        for s in first:
-            p.alloc(s)
-        alloc, free = p.alloc, p.free
-        t0 = clock()
-        for i, s in zip(victims, nxt):
-            free(slots[i])
-            alloc(s)
-            slots[i] = s
-        return since(t0)
-    return best_of(repeat, run) / pairs * 1e9
-
-
-def pairs_only(n, target="tlsf"):
-    """Run ``n`` pairs of the metadata mix on ``target`` ("tlsf" or the "mempool" stand-in),
-    untimed (what callgrind counts in [3]): a seeded sequence of 4096 (victim, size) choices,
-    cycled, so the loop itself costs little."""
+def pairs_only(n):
+    """Run ``n`` pairs of the metadata mix, untimed (what callgrind counts in [3]): a seeded
+    sequence of 4096 (victim, size) choices, cycled, so the loop itself costs little."""
     meta = [SIZEOF[k] for k, w in METADATA_MIX for _ in range(w)]
     rng = random.Random(1)
     seq = [(rng.randrange(2000), rng.choice(meta)) for _ in range(4096)]
     first = [rng.choice(meta) for _ in range(2000)]
-    if target == "tlsf":
-        get, put = frame_source()
-        t = Tlsf("bench", get, put)
-        slots = [t.alloc(s) for s in first]
-        alloc, free = t.alloc, t.free
-        for k in range(n):
-            i, s = seq[k & 4095]
-            free(slots[i])
-            slots[i] = alloc(s)
-    else:
-        p = MemPool(HostMemory(2064))
-        for s in first:
-            p.alloc(s)
-        slots = first
-        alloc, free = p.alloc, p.free
-        for k in range(n):
-            i, s = seq[k & 4095]
-            free(slots[i])
-            alloc(s)
-            slots[i] = s
+    get, put = frame_source()
+    t = Tlsf("bench", get, put)
+    slots = [t.alloc(s) for s in first]
+    alloc, free = t.alloc, t.free
+    for k in range(n):
+        i, s = seq[k & 4095]
+        free(slots[i])
+        slots[i] = alloc(s)
 
 
-def instructions_per_pair(target):
+def instructions_per_pair():
     """[3]: callgrind's instruction totals at 10,000 and 30,000 pairs on ``target``."""
     totals = []
     for n in (10_000, 30_000):
         out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                              sys.executable, os.path.abspath(__file__), "--pairs-only", str(n),
-                              "--pairs-of", target],
+                              sys.executable, os.path.abspath(__file__), "--pairs-only", str(n)],
                              capture_output=True, text=True, check=True).stderr
         totals.append(int(re.search(r"Collected : (\d+)", out).group(1)))
     return (totals[1] - totals[0]) / 20_000
@@ -217,15 +181,13 @@ def main(argv=None):
     ap.add_argument("--instructions", action="store_true",
                     help="only [3]: instructions per pair under callgrind")
     ap.add_argument("--pairs-only", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--pairs-of", default="tlsf", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pairs_only is not None:
-        return pairs_only(args.pairs_only, args.pairs_of)
+        return pairs_only(args.pairs_only)
     if args.instructions:
         print(f"[3] instructions per alloc/free pair, metadata mix (callgrind, Python "
               f"{platform.python_version()}):")
-        for target in ("tlsf", "mempool"):
-            print(f"    {target:<8}{instructions_per_pair(target):>8,.0f}")
+        print(f"    tlsf    {instructions_per_pair():>8,.0f}")
         return
     pairs = 50_000 if args.quick else 200_000
     npages = 2000 if args.quick else 10_000
@@ -239,14 +201,13 @@ def main(argv=None):
     meta = [SIZEOF[k] for k, w in METADATA_MIX for _ in range(w)]
     print(f"\n[1] Tlsf: ns per alloc/free pair, {args.live} live blocks, {pairs} pairs, "
           f"best of {args.repeat}")
-    print(f"    {'mix':<12}{'no lock':>9}{'SpinLock':>10}{'MemPool':>9}{'frames':>8}"
+    print(f"    {'mix':<12}{'no lock':>9}{'SpinLock':>10}{'frames':>8}"
           f"{'used/total':>12}")
     for label, sizes in (("metadata", meta), ("compressed", csizes)):
         ns, pool = tlsf_pairs(sizes, args.live, pairs, 1, False, args.repeat)
         ns_lock, _ = tlsf_pairs(sizes, args.live, pairs, 1, True, args.repeat)
-        ns_mp = mempool_pairs(sizes, args.live, pairs, 1, args.repeat)
         pool.check()
-        print(f"    {label:<12}{ns:>9.0f}{ns_lock:>10.0f}{ns_mp:>9.0f}{pool.num_regions:>8}"
+        print(f"    {label:<12}{ns:>9.0f}{ns_lock:>10.0f}{pool.num_regions:>8}"
               f"{pool.used_size / pool.total_size:>12.3f}")
     print(f"    (compressed mix: {len(csizes)} LZO1X-1 sizes of real pages, "
           f"mean {sum(csizes) / len(csizes):.0f} B)")

@@ -1252,16 +1252,16 @@ class Host:
 
     def _check_allocators(self, pools) -> None:
         """Host invariant 7 (see :meth:`check`)."""
-        want = {id(self.eph_mempool): []}
-        for client in self.clients.values():
-            want[id(client.persistent_pool)] = []
+        allocators = {id(a): a for a in ([self.eph_mempool, self.infra_pool]
+                                         + [c.persistent_pool for c in self.clients.values()])}
+        want = {key: [] for key in allocators}
         infra = want[id(self.infra_pool)]
         for pool in pools:
             blocks = want.get(id(pool.mempool))
             if blocks is None:
                 raise InvariantError(f"host invariant 7: {pool} allocates from a pool no live "
                                      "client owns")
-            blocks += pool.share_meta
+            infra += pool.share_meta
             for obj in pool.objects():
                 blocks.append(obj.meta)
                 if obj.tree.height:
@@ -1272,11 +1272,10 @@ class Host:
                         blocks.append(pgp.data)
         if self.pcd is not None:
             for pcd in self.pcd.pcds():
-                infra.append(pcd.meta)
+                infra.append(pcd.meta)           # the descriptor: no pool (Xen: NULL)
                 if pcd.size and (pcd.compressed or pcd.size < PAGE_SIZE):
-                    infra.append(pcd.data)
-        allocators = [self.eph_mempool] + [c.persistent_pool for c in self.clients.values()]
-        for a in allocators:
+                    want[id(self.eph_mempool)].append(pcd.data)   # the data: ephemeral pools'
+        for a in allocators.values():
             a.check()
             blocks = want[id(a)]
             used = a.used_blocks()

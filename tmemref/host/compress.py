@@ -6,7 +6,7 @@ around a maintained binding of a C library (no compressor is written here).
 name           library              what it is
 =============  ===================  ==================================================
 ``lzo1x-1``    python-lzo           LZO1X-1, what Xen used (raw, no python-lzo header)
-``lz4``        lz4 (``lz4.block``)  LZ4, zswap's default compressor in Linux
+``lz4``        lz4 (``lz4.block``)  LZ4, a common choice for zswap in Linux (whose default was LZO)
 ``zstd``       zstandard            Zstandard level 1
 ``zlib``       zlib (stdlib)        deflate level 1, always there
 =============  ===================  ==================================================
