@@ -23,6 +23,8 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 :func:`balloon_up`              a guest grows by n frames at the heap's reserve (tmem relinquishes)
 :func:`sharelist_pinning`       guests join shared pools between puts; then everything is flushed
 :func:`put_get_us`              µs per put and per get through ``do_tmem_op`` (best of n)
+:func:`copy_us`                 µs per page to copy it into host memory (a put's data work)
+:func:`machine`                 the processor, CPUs and Python the timings were taken on
 ==============================  ================================================================
 
 >>> s = size_summary(np.array([1000, 2000, 4040, 4100]))
@@ -32,6 +34,8 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 from __future__ import annotations
 
 import gc
+import os
+import platform
 import random
 import time
 
@@ -53,7 +57,8 @@ from ..host.tlsf import (COALESCE_NEXT, COALESCE_PREV, LARGEST_FIT, MAX_ALLOC, N
 
 __all__ = ["codec_sizes", "size_summary", "codec_us", "sized_page", "tlsf_tour", "tlsf_case",
            "block_kinds", "pool_blocks", "fill", "evict_series", "interleaved_ages", "put_cost",
-           "balloon_up", "sharelist_pinning", "put_get_us", "FREE_NO_MERGE"]
+           "balloon_up", "sharelist_pinning", "put_get_us", "copy_us", "machine",
+           "FREE_NO_MERGE"]
 
 #: The case of a free whose neighbours are both in use: the block goes on a free list as it is.
 FREE_NO_MERGE = "free, no free neighbour"
@@ -490,3 +495,35 @@ def put_get_us(pages, *, repeat: int = 3, **host_kw) -> tuple:
         host.check()
         best = [min(best[0], t1 - t0), min(best[1], t2 - t1)]
     return best[0] / n * 1e6, best[1] / n * 1e6
+
+
+def copy_us(pages, *, repeat: int = 5) -> float:
+    """µs per page to copy it into a frame of host memory (what a put without compression does
+    with the data: ``mem.bytes[o:o + 4096] = page``), best of ``repeat``
+    (``time.perf_counter``). O(repeat × pages)."""
+    mem = HostMemory(1)
+    frame = mem.bytes
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        for p in pages:
+            frame[0:PAGE_SIZE] = p
+        best = min(best, time.perf_counter() - t0)
+    return best / len(pages) * 1e6
+
+
+def machine() -> str:
+    """The processor (from /proc/cpuinfo when there is one), its CPUs and the Python the
+    timings are taken with, e.g. ``"AMD EPYC, 2 CPUs, CPython 3.11.2"``. O(1)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+            f"{platform.python_version()}")
