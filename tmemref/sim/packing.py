@@ -8,9 +8,8 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 ``time.perf_counter`` and are the only nondeterministic results.
 
 ==============================  ================================================================
-:func:`codec_sizes`             compressed size of every page, per codec
 :func:`size_summary`            ratio, share stored whole, the 4033..4063 band
-:func:`codec_us`                µs per page to compress and to decompress (best of n)
+:func:`codec_us`                µs per page to compress and decompress, and sizes, per codec
 :func:`sized_page`              a page that a codec compresses to (about) a given size
 :func:`tlsf_tour`               a TLSF pool through each named case, one snapshot per step
 :func:`tlsf_case`               which named case an allocation or a free was, from snapshots
@@ -20,6 +19,7 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 :func:`evict_series`            frames freed by each of n evictions in a row
 :func:`interleaved_ages`        the worst layout: every frame holds an old and a young page
 :func:`put_cost`                eviction attempts, evictions and frames of one more put
+:func:`refill_race`             one CPU evicts while another puts: the holes are refilled
 :func:`balloon_up`              a guest grows by n frames at the heap's reserve (tmem relinquishes)
 :func:`sharelist_pinning`       guests join shared pools between puts; then everything is flushed
 :func:`put_get_us`              µs per put and per get through ``do_tmem_op`` (best of n)
@@ -33,7 +33,6 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 """
 from __future__ import annotations
 
-import gc
 import os
 import platform
 import random
@@ -55,9 +54,9 @@ from ..host.frames import PAGE_SIZE, HostMemory
 from ..host.tlsf import (COALESCE_NEXT, COALESCE_PREV, LARGEST_FIT, MAX_ALLOC, NO_SPLIT,
                          REGION_NEW, REGION_RETURN, SPLIT)
 
-__all__ = ["codec_sizes", "size_summary", "codec_us", "sized_page", "tlsf_tour", "tlsf_case",
+__all__ = ["size_summary", "codec_us", "sized_page", "tlsf_tour", "tlsf_case",
            "block_kinds", "pool_blocks", "fill", "evict_series", "interleaved_ages", "put_cost",
-           "balloon_up", "sharelist_pinning", "put_get_us", "copy_us", "machine",
+           "refill_race", "balloon_up", "sharelist_pinning", "put_get_us", "copy_us", "machine",
            "FREE_NO_MERGE"]
 
 #: The case of a free whose neighbours are both in use: the block goes on a free list as it is.
@@ -65,16 +64,6 @@ FREE_NO_MERGE = "free, no free neighbour"
 
 
 # --- codecs on real pages ------------------------------------------------------------------------
-
-def codec_sizes(pages, names=CODEC_NAMES) -> dict:
-    """``{codec name: array of compressed sizes}``, one per page, in page order. O(pages)."""
-    out = {}
-    for name in names:
-        compress = get_codec(name).compress
-        out[name] = np.fromiter((len(compress(p)) for p in pages), dtype=np.int64,
-                                count=len(pages))
-    return out
-
 
 def size_summary(sizes) -> dict:
     """What tmem would do with pages of these compressed ``sizes``:
@@ -94,23 +83,31 @@ def size_summary(sizes) -> dict:
             "stored_ratio": float(PAGE_SIZE * n / np.where(whole, PAGE_SIZE, sizes).sum())}
 
 
-def codec_us(codec, pages, *, repeat: int = 3) -> tuple:
-    """``(µs per page to compress, µs per page to decompress)`` with ``codec`` over ``pages``,
-    each the best of ``repeat`` timed passes (``time.perf_counter``; the garbage collector is run
-    before each). Every page is checked to come back byte for byte. O(repeat × pages)."""
-    comp, dec = codec.compress, codec.decompress
-    datas = [comp(p) for p in pages]
-    if any(dec(d) != p for d, p in zip(datas, pages)):
-        raise AssertionError(f"{codec!r} does not give the pages back")
-    best = [float("inf"), float("inf")]
+def codec_us(codecs, pages, *, repeat: int = 3) -> dict:
+    """``{name: (µs per page to compress, µs per page to decompress, compressed sizes)}`` for
+    each of ``codecs`` (names or codec objects) over ``pages``. Each time is the best of
+    ``repeat`` timed passes (``time.perf_counter``), taken in rounds — every codec once per
+    round — so that a busy moment of the machine does not fall on one codec's passes alone; the
+    sizes are an array in page order. Every page is checked to come back byte for byte.
+    O(codecs × repeat × pages)."""
+    codecs = [get_codec(c) if isinstance(c, str) else c for c in codecs]
+    datas = {}
+    for c in codecs:
+        datas[c.name] = [c.compress(p) for p in pages]
+        if any(c.decompress(d) != p for d, p in zip(datas[c.name], pages)):
+            raise AssertionError(f"{c!r} does not give the pages back")
+    best = {c.name: [float("inf"), float("inf")] for c in codecs}
     for _ in range(repeat):
-        for k, (fn, xs) in enumerate(((comp, pages), (dec, datas))):
-            gc.collect()
-            t0 = time.perf_counter()
-            for x in xs:
-                fn(x)
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best[0] / len(pages) * 1e6, best[1] / len(pages) * 1e6
+        for c in codecs:
+            for k, (fn, xs) in enumerate(((c.compress, pages), (c.decompress, datas[c.name]))):
+                t0 = time.perf_counter()
+                for x in xs:
+                    fn(x)
+                best[c.name][k] = min(best[c.name][k], time.perf_counter() - t0)
+    n = len(pages)
+    return {name: (b[0] / n * 1e6, b[1] / n * 1e6,
+                   np.fromiter(map(len, datas[name]), dtype=np.int64, count=n))
+            for name, b in best.items()}
 
 
 def sized_page(size: int, *, codec="lzo1x-1", seed: int = 0) -> bytes:
@@ -394,6 +391,34 @@ def put_cost(host: Host, pool: int, handle, page, domid: int = 1) -> dict:
             "free_before": before, "free_after": mem.guard_pages()}
 
 
+def refill_race(host: Host, pool: int, pages, *, domid: int = 1, first_index: int = 1 << 20) -> dict:
+    """Two CPUs, interleaved by hand: in each round CPU A evicts the oldest ephemeral page
+    (:func:`tmemref.core.evict.tmem_evict`, as a request for memory from Xen's heap does) and
+    CPU B puts the next of ``pages`` (through ``do_tmem_op``, into ``pool`` of ``domid``, at
+    indexes from ``first_index`` of object ``(1 << 40, 0, 0)``). Returns ``rounds``,
+    ``frames_freed`` (by all of A's evictions, net of B's puts: the fall of tmem's anonymous
+    frames) and ``refilled`` (rounds in which B's compressed page went into the frame A's
+    eviction had just taken a compressed page out of). ``check()`` after. O(rounds)."""
+    client_pool = host.clients[domid].pools[pool]
+    oid = (1 << 40, 0, 0)
+    ops = TmemOps(host, domid)
+    start = host.mem.freeable_page_count
+    refilled = 0
+    for k, page in enumerate(pages):
+        victim = host.eph_list.next.owner
+        opened = victim.data >> 12 if victim.size != SIZE_RAW else None
+        if not evict.tmem_evict(host, None):
+            raise RuntimeError("nothing to evict")
+        if ops.put_page(pool, oid, first_index + k, page) != 1:
+            raise RuntimeError("a put failed")
+        obj = client_pool.find(oid)
+        new = obj.tree.lookup(first_index + k) if obj is not None else None
+        refilled += new is not None and new.size != SIZE_RAW and new.data >> 12 == opened
+    host.check()
+    return {"rounds": len(pages), "frames_freed": start - host.mem.freeable_page_count,
+            "refilled": refilled}
+
+
 def balloon_up(host: Host, domid: int, extra: int) -> dict:
     """Domain ``domid`` (created here, empty, if it does not exist) balloons up by ``extra``
     frames beyond everything free on the heap and on tmem's page list, so the last ``extra``
@@ -428,7 +453,9 @@ def sharelist_pinning(pages, *, guests: int = 3, mounts: int = 4, puts_between: 
     (``TMEMC_FLUSH``). Returns ``before`` and ``after`` (:func:`tmemref.viz.frame_counts`),
     ``sharelists`` (entries), ``sharelist_frames`` (distinct frames holding them), ``left``
     (frames the global pool still holds after the flush), ``freeable_left`` (what tmem then
-    reports freeable), ``left_kinds`` (kinds of the blocks in those frames) and ``host``.
+    reports freeable), ``left_kinds`` (kinds of the blocks in those frames), ``neighbours``
+    (kinds of the other blocks that shared a frame with a sharelist entry before the flush)
+    and ``host``.
     O(puts)."""
     from ..viz.frames import frame_counts
     host_kw.setdefault("compress", True)
@@ -455,6 +482,8 @@ def sharelist_pinning(pages, *, guests: int = 3, mounts: int = 4, puts_between: 
     before = frame_counts(host)
     metas = [m for p in host.shared_pools if p is not None for m in p.share_meta]
     frames = sorted({m >> 12 for m in metas})
+    neighbours = sorted({row[4] for row in pool_blocks(host, host.eph_mempool)
+                         if row[0] in frames and row[4] not in (None, "sharelist")})
     host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FLUSH, cli_id=abi.TMEM_CLI_ID_NULL,
                               arg1=0xFFFF_FFF0))
     host.check()
@@ -462,7 +491,7 @@ def sharelist_pinning(pages, *, guests: int = 3, mounts: int = 4, puts_between: 
     return {"host": host, "before": before, "after": frame_counts(host),
             "sharelists": len(metas), "sharelist_frames": len(frames),
             "left": host.eph_mempool.num_regions, "freeable_left": host.mem.freeable_pages(),
-            "left_kinds": kinds}
+            "left_kinds": kinds, "neighbours": neighbours}
 
 
 # --- CPU -----------------------------------------------------------------------------------------
@@ -482,7 +511,6 @@ def put_get_us(pages, *, repeat: int = 3, **host_kw) -> tuple:
         gets = [TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pid, oid=op.oid, index=op.index, page=b)
                 for op, b in zip(puts, bufs)]
         do = host.do_tmem_op
-        gc.collect()
         t0 = time.perf_counter()
         for op in puts:
             do(1, op)
@@ -505,7 +533,6 @@ def copy_us(pages, *, repeat: int = 5) -> float:
     frame = mem.bytes
     best = float("inf")
     for _ in range(repeat):
-        gc.collect()
         t0 = time.perf_counter()
         for p in pages:
             frame[0:PAGE_SIZE] = p
