@@ -22,7 +22,7 @@ directly; every runner calls :meth:`Host.check` before it returns. Timings use
 :func:`refill_race`             one CPU evicts while another puts: the holes are refilled
 :func:`balloon_up`              a guest grows by n frames at the heap's reserve (tmem relinquishes)
 :func:`sharelist_pinning`       guests join shared pools between puts; then everything is flushed
-:func:`put_get_us`              µs per put and per get through ``do_tmem_op`` (best of n)
+:func:`put_get_us`              µs per put and per get through ``do_tmem_op``, per host setting
 :func:`copy_us`                 µs per page to copy it into host memory (a put's data work)
 :func:`machine`                 the processor, CPUs and Python the timings were taken on
 ==============================  ================================================================
@@ -184,8 +184,9 @@ def tlsf_tour(sizes=None):
     every named case: the sub-page allocations of two puts of compressed pages (object, pgp,
     radix node, data of the two ``sizes``; the second page takes a second frame), frees that
     merge with neither, the previous, the next neighbour, an allocation that fits a free block
-    exactly, and the free that empties the second frame (it goes back). Returns ``[(caption, snapshot, marked address or None, cases)]``,
-    the first the empty pool. O(steps × blocks).
+    exactly, and the free that empties the second frame (it goes back). Returns
+    ``[(caption, snapshot, marked address or None, cases)]``, the first the empty pool.
+    O(steps × blocks).
 
     >>> [c for _, _, _, c in tlsf_tour()][1]
     ['region-new', 'split']
@@ -391,7 +392,8 @@ def put_cost(host: Host, pool: int, handle, page, domid: int = 1) -> dict:
             "free_before": before, "free_after": mem.guard_pages()}
 
 
-def refill_race(host: Host, pool: int, pages, *, domid: int = 1, first_index: int = 1 << 20) -> dict:
+def refill_race(host: Host, pool: int, pages, *, domid: int = 1,
+                first_index: int = 1 << 20) -> dict:
     """Two CPUs, interleaved by hand: in each round CPU A evicts the oldest ephemeral page
     (:func:`tmemref.core.evict.tmem_evict`, as a request for memory from Xen's heap does) and
     CPU B puts the next of ``pages`` (through ``do_tmem_op``, into ``pool`` of ``domid``, at
@@ -484,8 +486,8 @@ def sharelist_pinning(pages, *, guests: int = 3, mounts: int = 4, puts_between: 
     frames = sorted({m >> 12 for m in metas})
     neighbours = sorted({row[4] for row in pool_blocks(host, host.eph_mempool)
                          if row[0] in frames and row[4] not in (None, "sharelist")})
-    host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FLUSH, cli_id=abi.TMEM_CLI_ID_NULL,
-                              arg1=0xFFFF_FFF0))
+    host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FLUSH,
+                              cli_id=abi.TMEM_CLI_ID_NULL, arg1=0xFFFF_FFF0))
     host.check()
     kinds = sorted({row[4] for row in pool_blocks(host, host.eph_mempool) if row[4]})
     return {"host": host, "before": before, "after": frame_counts(host),
@@ -496,33 +498,36 @@ def sharelist_pinning(pages, *, guests: int = 3, mounts: int = 4, puts_between: 
 
 # --- CPU -----------------------------------------------------------------------------------------
 
-def put_get_us(pages, *, repeat: int = 3, **host_kw) -> tuple:
-    """``(µs per put, µs per get)`` through ``do_tmem_op``: one guest puts every page into a
-    private ephemeral pool of a host big enough that nothing is evicted, then gets them all;
-    the ops are built before the clock starts; best of ``repeat`` (``time.perf_counter``).
-    Every get is checked. O(repeat × pages)."""
+def put_get_us(pages, configs, *, repeat: int = 3) -> dict:
+    """``{label: (µs per put, µs per get)}`` through ``do_tmem_op``, for each ``label: host
+    keywords`` of ``configs``: one guest puts every page into a private ephemeral pool of a host
+    big enough that nothing is evicted, then gets them all; the ops are built before the clock
+    starts. Each figure is the best of ``repeat`` rounds (``time.perf_counter``), every
+    configuration once per round. Every get is checked. O(configs × repeat × pages)."""
     n = len(pages)
-    best = [float("inf"), float("inf")]
+    best = {label: [float("inf"), float("inf")] for label in configs}
     for _ in range(repeat):
-        host, pid = _one_guest(n + n // 4 + 1024, guest_pages=4, **host_kw)
-        puts = [TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=pid, oid=(i // 4, 0, 0), index=i % 4,
-                       page=p) for i, p in enumerate(pages)]
-        bufs = [bytearray(PAGE_SIZE) for _ in pages]
-        gets = [TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pid, oid=op.oid, index=op.index, page=b)
-                for op, b in zip(puts, bufs)]
-        do = host.do_tmem_op
-        t0 = time.perf_counter()
-        for op in puts:
-            do(1, op)
-        t1 = time.perf_counter()
-        for op in gets:
-            do(1, op)
-        t2 = time.perf_counter()
-        if any(b != p for b, p in zip(bufs, pages)):
-            raise AssertionError("a get did not give its page back")
-        host.check()
-        best = [min(best[0], t1 - t0), min(best[1], t2 - t1)]
-    return best[0] / n * 1e6, best[1] / n * 1e6
+        for label, host_kw in configs.items():
+            host, pid = _one_guest(n + n // 4 + 1024, guest_pages=4, **host_kw)
+            puts = [TmemOp(cmd=abi.TMEM_PUT_PAGE, pool_id=pid, oid=(i // 4, 0, 0),
+                           index=i % 4, page=p) for i, p in enumerate(pages)]
+            bufs = [bytearray(PAGE_SIZE) for _ in pages]
+            gets = [TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=pid, oid=op.oid, index=op.index,
+                           page=b) for op, b in zip(puts, bufs)]
+            do = host.do_tmem_op
+            t0 = time.perf_counter()
+            for op in puts:
+                do(1, op)
+            t1 = time.perf_counter()
+            for op in gets:
+                do(1, op)
+            t2 = time.perf_counter()
+            if any(b != p for b, p in zip(bufs, pages)):
+                raise AssertionError("a get did not give its page back")
+            host.check()
+            b = best[label]
+            b[0], b[1] = min(b[0], t1 - t0), min(b[1], t2 - t1)
+    return {label: (b[0] / n * 1e6, b[1] / n * 1e6) for label, b in best.items()}
 
 
 def copy_us(pages, *, repeat: int = 5) -> float:
