@@ -49,7 +49,7 @@ from ..core.pcd import Pcd
 from ..ds.radix import collect_node_metas
 from ..guest import TmemOps
 from ..host.alloc import SIZEOF, tmem_pool
-from ..host.compress import CODEC_NAMES, get_codec
+from ..host.compress import get_codec
 from ..host.frames import PAGE_SIZE, HostMemory
 from ..host.tlsf import (COALESCE_NEXT, COALESCE_PREV, LARGEST_FIT, MAX_ALLOC, NO_SPLIT,
                          REGION_NEW, REGION_RETURN, SPLIT)
