@@ -108,3 +108,39 @@ def test_repaired_dict_tmem_agrees_where_the_buggy_one_does_not():
 def test_guessing_a_uuid_reads_pages_only_without_authorisation():
     assert S.guess_uuid_attack(shared_auth=False) is True
     assert S.guess_uuid_attack(shared_auth=True) is False
+
+
+def test_zstd_level_is_a_tmem_codec():
+    from tmemref import Host
+    from tmemref.guest import TmemOps
+    from tmemref.host.compress import DecompressError
+    from tmemref.sim.filepages import spread_pages
+    from tmemref.sim.packing import fill
+    pages = spread_pages(files_per_root=40, per_file=2)
+    fast, tight = S.ZstdLevel(1), S.ZstdLevel(9)
+    assert (fast.name, tight.name) == ("zstd-1", "zstd-9")
+    for p in pages:
+        assert tight.decompress(tight.compress(p)) == p
+    assert sum(map(len, map(tight.compress, pages))) < sum(map(len, map(fast.compress, pages)))
+    data = tight.compress(pages[0])
+    for bad in (lambda: tight.decompress(data, 100), lambda: tight.decompress(data, 5000),
+                lambda: tight.decompress(b"not zstd at all")):
+        with pytest.raises(DecompressError, match="zstd-9"):
+            bad()
+    for level, err in ((0, ValueError), (99, ValueError), ("9", TypeError), (9.0, TypeError)):
+        with pytest.raises(err):
+            S.ZstdLevel(level)
+    h = Host(pages=1024, compress=True, codec=S.ZstdLevel(3))     # byte-exact through the engine
+    h.create_domain(1, pages=16)
+    g = TmemOps(h, 1)
+    pool = g.new_pool()
+    for i, p in enumerate(pages[:50]):
+        assert g.put_page(pool, (i, 0, 0), 0, p) == 1
+    h.check()
+    assert h.clients[1].compressed_pages > 40
+    buf = bytearray(4096)
+    for i, p in enumerate(pages[:50]):
+        assert g.get_page(pool, (i, 0, 0), 0, buf) == 1 and buf == p
+    h.check()
+    held = [fill(pages, host_pages=500, compress=True, codec=c)["held"] for c in (fast, tight)]
+    assert held[0] <= held[1]

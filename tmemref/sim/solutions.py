@@ -16,6 +16,7 @@ chapter 4  :func:`fib_bucket`,         a mixing bucket hash (Knuth's multiplicat
            :func:`hashed_depth`        the tree depths it gives
 chapter 5  :func:`policy_hits`         LRU against other eviction policies on one workload
 chapter 6  :func:`tmem_top`            per-client rates from two ``xl tmem-list -l`` snapshots
+chapter 9  :class:`ZstdLevel`          a tmem codec: Zstandard at any level
 appendix   :func:`repaired_dict_tmem`  the oracle appendix's buggy toy tmem, repaired
 appendix   :func:`guess_uuid_attack`   reading another guest's shared pages by guessing its uuid
 =====================================  =========================================================
@@ -31,11 +32,12 @@ from ..abi import TmemOp
 from ..core.host import Host
 from ..ds.dlist import list_iter
 from ..ds.rbtree import RBTree
+from ..host.compress import DecompressError
 from .trees import DepthStats, tree_depths
 
 __all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
-           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "guess_uuid_attack",
-           "repaired_dict_tmem"]
+           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "ZstdLevel",
+           "guess_uuid_attack", "repaired_dict_tmem"]
 
 PAGE = abi.PAGE_SIZE
 
@@ -252,6 +254,51 @@ def tmem_top(before: str, after: str) -> list:
         row["hit_ratio"] = row["found"] / row["gets"] if row["gets"] else None
         rows.append(row)
     return rows
+
+
+# --- chapter 9: compression and the allocator ---------------------------------------------------
+
+class ZstdLevel:
+    """A tmem codec running Zstandard at any ``level`` (the engine's ``zstd`` codec runs level
+    1), with the interface of :mod:`tmemref.host.compress`: ``name``, ``compress(page)`` and
+    ``decompress(data, size=4096)``, which gives back exactly ``size`` bytes or raises
+    :class:`~tmemref.host.compress.DecompressError`. Give it to ``Host(codec=...)``. One
+    context per codec, so use one per thread. Each call is O(page), at a cost that grows with
+    the level.
+
+    >>> c = ZstdLevel(9); page = b"tmem " * 819 + b"x"
+    >>> c.name, c.decompress(c.compress(page)) == page, len(c.compress(page)) < 100
+    ('zstd-9', True, True)
+    """
+
+    def __init__(self, level: int):
+        import zstandard
+        if type(level) is not int:
+            raise TypeError(f"level must be an int, not {type(level).__name__}")
+        if not 1 <= level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise ValueError(f"level must be 1..{zstandard.MAX_COMPRESSION_LEVEL}, not {level}")
+        self.name = f"zstd-{level}"
+        self.library = f"zstandard {zstandard.__version__}"
+        self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=False)
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._error = zstandard.ZstdError
+
+    def compress(self, page) -> bytes:
+        return self._compressor.compress(page)
+
+    def decompress(self, data, size: int = PAGE) -> bytes:
+        try:
+            out = self._decompressor.decompress(data, max_output_size=size)
+        except self._error as e:
+            raise DecompressError(f"{self.name}: data does not decompress to {size} bytes "
+                                  f"({e})") from None
+        if len(out) != size:
+            raise DecompressError(f"{self.name}: data decompresses to {len(out)} bytes, "
+                                  f"not {size}")
+        return out
+
+    def __repr__(self):
+        return f"<ZstdLevel {self.name}>"
 
 
 # --- appendix: fidelity -------------------------------------------------------------------------
