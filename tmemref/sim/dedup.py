@@ -200,12 +200,12 @@ def key_order(contents, compressed: bool = False) -> list:
 # --- the named cases ------------------------------------------------------------------------------
 def content_page(tag: str) -> bytes:
     """A 4096-byte page whose content is named by ``tag`` (pages with the same tag are
-    identical): ``"content A"`` and its padding."""
+    identical): ``"content A"`` and its padding. O(PAGE)."""
     return f"content {tag} ".encode().ljust(PAGE, b".")
 
 
 def tail_page(n: int) -> bytes:
-    """The last page of a small file: ``n`` bytes of text, then zeros."""
+    """The last page of a small file: ``n`` bytes of text, then zeros. O(PAGE)."""
     return (b"tail of a file " * 300)[:n].ljust(PAGE, b"\0")
 
 
@@ -476,7 +476,7 @@ class PersistentDedup:
 
     # --- measures ---------------------------------------------------------------------------------
     def frames(self) -> int:
-        """Frames in use: one per distinct content held."""
+        """Frames in use: one per distinct content held. O(1)."""
         return len(self.users)
 
     def unsound(self) -> list:
@@ -556,7 +556,7 @@ def doc_scenario(rule: str) -> dict:
     maximum and puts X; domain B (maximum 2) puts Y and Z, reaching its maximum, then puts X
     — a match of A's page; then A dies. Returns whether B's put of X was admitted, B's bill
     after A's death (a ``Fraction``) and what is broken then (:meth:`PersistentDedup.unsound`).
-    """
+    O(1)."""
     m = PersistentDedup(rule, {1: 10, 2: 2})
     m.put(1, "X")
     m.put(2, "Y")

@@ -336,7 +336,8 @@ class HashedPcdIndex:
         return False, b, len(content), compared
 
     def check(self) -> None:
-        """Verify invariants 1-2; raises :class:`~tmemref.errors.InvariantError`."""
+        """Verify invariants 1-2; raises :class:`~tmemref.errors.InvariantError`. O(bytes
+        stored)."""
         from ..errors import InvariantError
         n = 0
         for b, table in enumerate(self.buckets):

@@ -44,7 +44,7 @@ _NODE = re.compile(r'^\s*"?([^"\s\[]+)"? \[', re.M)     # a node statement of DO
 
 def content_text(data, n: int = 12) -> str:
     """The first ``n`` bytes of a content as text: printable ASCII kept, other bytes as
-    ``·`` (an all-zero page reads ``(all zero)``)."""
+    ``·`` (an all-zero page reads ``(all zero)``). O(len(data))."""
     data = bytes(data)
     if not data.strip(b"\0"):
         return "(all zero)"
@@ -151,7 +151,7 @@ def pcd_forest(counts, *, title: str = "pcds in each of the 256 first-byte trees
 
 def key_text(key) -> str:
     """A pcd tree key as a node label: the content's first bytes and its length (compressed
-    keys marked ``z``; a key Xen's compare never matches marked ``#n``)."""
+    keys marked ``z``; a key Xen's compare never matches marked ``#n``). O(key length)."""
     kind, n, data = key[:3]
     if kind == 0:
         raw = bytes(data).translate(bytes(range(128, 256)) + bytes(range(128)))
