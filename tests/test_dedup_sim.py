@@ -4,7 +4,6 @@ count, the second-chance scene, the probe, the persistent-billing model) and tme
 
 from __future__ import annotations
 
-import random
 from fractions import Fraction
 
 import numpy as np
@@ -256,7 +255,8 @@ def test_pcd_web_draws_the_shared_pcd_and_what_each_keeps():
     g = V.pcd_web(host, domains=[1, 2])
     src = g.source
     ids = V.pcd_ids(host)
-    assert len(ids) == 3 and src.count(f"-> {ids[id(next(iter(host.pcd.trees[ord('c')])).value)]} ") == 2
+    shared = next(iter(host.pcd.trees[ord("c")])).value          # content A, two users
+    assert len(ids) == 3 and src.count(f"-> {ids[id(shared)]} ") == 2
     for label in ("frame ", "104 B (tze)", "nothing stored"):
         assert label in src
     assert src == V.pcd_web(host, domains=[1, 2]).source          # deterministic

@@ -26,7 +26,6 @@ reads its structures the way the pictures do) and computes what the book compare
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
