@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tmemref import oracle
+from tmemref import InvariantError, oracle
 from tmemref.sim.trees import bucketed_depth, inode_numbers
 from tmemref.guest import Cleancache, Xl, scenarios, uuid_parse, uuid_words
 from tmemref.sim import lru_hits, scan, zipf
@@ -108,6 +108,49 @@ def test_repaired_dict_tmem_agrees_where_the_buggy_one_does_not():
 def test_guessing_a_uuid_reads_pages_only_without_authorisation():
     assert S.guess_uuid_attack(shared_auth=False) is True
     assert S.guess_uuid_attack(shared_auth=True) is False
+
+
+# --- chapter 8: a hashed pcd index -------------------------------------------------------------
+def test_hashed_index_finds_what_the_engine_dedups():
+    from tmemref.sim import dedup as D
+    pages = [D.content_page(t) for t in "ABAC"] + [bytes(4096)] * 2 + [D.tail_page(9)]
+    costs = S.index_costs(pages * 2)
+    engine = D.put_pages(pages, 2, dedup=True).after[-1]["Gd"]
+    assert costs["trees"]["found"] == costs["hash"]["found"] == engine == 2 * 7 - 5
+    # all the "content …" pages start with "c": one tree takes them; the hash spreads them
+    assert costs["trees"]["busiest_lock"] == ord("c")
+    assert costs["hash"]["busiest"] < costs["trees"]["busiest"]
+    assert costs["hash"]["hashed"] == 4096 and costs["trees"]["hashed"] == 0
+    assert costs["trees"]["compares"] > costs["hash"]["compares"]
+
+
+def test_hashed_index_invariants_and_bad_input():
+    ix = S.HashedPcdIndex(buckets=4)
+    for c in (b"a" * 4096, b"b" * 4096, b"a" * 4096):
+        ix.lookup(c)
+    ix.check()
+    assert ix.count == 2
+    h = ix.hash(b"a" * 4096)
+    ix.buckets[(h + 1) % 4][h] = [b"a" * 4096]          # under the wrong bucket
+    with pytest.raises(InvariantError, match="invariant 1"):
+        ix.check()
+    ix = S.HashedPcdIndex(buckets=4)
+    ix.lookup(b"z" * 4096)
+    ix.count = 5
+    with pytest.raises(InvariantError, match="invariant 2"):
+        ix.check()
+    ix = S.HashedPcdIndex(buckets=4)
+    ix.lookup(b"z" * 4096)
+    bucket = ix.buckets[ix.hash(b"z" * 4096) % 4]
+    next(iter(bucket.values())).append(b"z" * 4096)
+    with pytest.raises(InvariantError, match="invariant 2"):
+        ix.check()
+    with pytest.raises(ValueError):
+        S.HashedPcdIndex(buckets=0)
+    with pytest.raises(ValueError):
+        S.index_costs([b"short"])
+    with pytest.raises(ValueError):
+        S.index_costs([])
 
 
 def test_zstd_level_is_a_tmem_codec():

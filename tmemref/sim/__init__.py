@@ -14,6 +14,8 @@
   through any ``concurrent.futures.Executor``, and the ``explore`` command line;
 * :mod:`.races` — the named scenarios it runs (eviction deadlock, the guard's livelock, counter
   drift, and two buggy variants of the lock protocol). These three are not imported here.
+* :mod:`.dedup` — deduplication and trailing zeros on real file pages, the second chance, and
+  a model of deduplicated persistent pages (imported on its own).
 
 The engine never imports this package.
 

@@ -16,6 +16,8 @@ chapter 4  :func:`fib_bucket`,         a mixing bucket hash (Knuth's multiplicat
            :func:`hashed_depth`        the tree depths it gives
 chapter 5  :func:`policy_hits`         LRU against other eviction policies on one workload
 chapter 6  :func:`tmem_top`            per-client rates from two ``xl tmem-list -l`` snapshots
+chapter 8  :class:`HashedPcdIndex`,    deduplication through a hash table instead of 256
+           :func:`index_costs`         first-byte trees, and what each costs per put
 chapter 9  :class:`ZstdLevel`          a tmem codec: Zstandard at any level
 appendix   :func:`repaired_dict_tmem`  the oracle appendix's buggy toy tmem, repaired
 appendix   :func:`guess_uuid_attack`   reading another guest's shared pages by guessing its uuid
@@ -36,8 +38,8 @@ from ..host.compress import DecompressError
 from .trees import DepthStats, tree_depths
 
 __all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
-           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "ZstdLevel",
-           "guess_uuid_attack", "repaired_dict_tmem"]
+           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "HashedPcdIndex",
+           "index_costs", "ZstdLevel", "guess_uuid_attack", "repaired_dict_tmem"]
 
 PAGE = abi.PAGE_SIZE
 
@@ -328,6 +330,130 @@ def guess_uuid_attack(shared_auth: bool,
     rc = host.do_tmem_op(2, TmemOp(cmd=abi.TMEM_GET_PAGE, pool_id=p2, oid=(1, 0, 0), page=buf))
     host.check()
     return rc == 1 and bytes(buf) == secret
+
+
+# --- chapter 8 ----------------------------------------------------------------------------------
+
+class HashedPcdIndex:
+    """Chapter 8's exercise: find a page's content through one hash table instead of tmem's 256
+    first-byte red-black trees ("There may be better ways to implement this").
+
+    A content goes to bucket ``h % buckets`` of its 64-bit BLAKE2b hash ``h`` (in a hypervisor
+    each bucket would have its own lock, as each tree has); inside the bucket a dict maps ``h``
+    to the contents stored under it. A lookup reads the whole content once to hash it and, when
+    the hash is known, compares the whole content (two pages may share a hash): ``lookup``
+    returns the bytes read each way, for the comparison with the trees.
+
+    Invariants (:meth:`check`):
+
+    1. every stored content sits in bucket ``h % buckets`` under its own hash ``h``;
+    2. no content is stored twice, and ``count`` is the number stored.
+
+    >>> ix = HashedPcdIndex()
+    >>> ix.lookup(b"a" * 4096)[0], ix.lookup(b"a" * 4096)[0], ix.count
+    (False, True, 1)
+    """
+
+    def __init__(self, buckets: int = 256):
+        if buckets < 1:
+            raise ValueError("buckets must be >= 1")
+        self.buckets = [dict() for _ in range(buckets)]    # hash -> [contents]
+        self.count = 0                                     # contents stored
+
+    @staticmethod
+    def hash(content) -> int:
+        """64-bit BLAKE2b of the content. O(len)."""
+        import hashlib
+        return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little")
+
+    def lookup(self, content) -> tuple:
+        """Find ``content``, storing it if absent: ``(found, bucket, bytes hashed, bytes
+        compared)``. O(len) plus one comparison per content sharing its hash."""
+        content = bytes(content)
+        h = self.hash(content)
+        b = h % len(self.buckets)
+        same = self.buckets[b].setdefault(h, [])
+        compared = 0
+        for other in same:
+            compared += len(content)
+            if other == content:
+                return True, b, len(content), compared
+        same.append(content)
+        self.count += 1
+        return False, b, len(content), compared
+
+    def check(self) -> None:
+        """Verify invariants 1-2; raises :class:`~tmemref.errors.InvariantError`. O(bytes
+        stored)."""
+        from ..errors import InvariantError
+        n = 0
+        for b, table in enumerate(self.buckets):
+            for h, contents in table.items():
+                if len(set(contents)) != len(contents):
+                    raise InvariantError("hashed index invariant 2: a content stored twice")
+                for c in contents:
+                    if self.hash(c) != h or h % len(self.buckets) != b:
+                        raise InvariantError("hashed index invariant 1: a content under "
+                                             "another hash or bucket")
+                n += len(contents)
+        if n != self.count:
+            raise InvariantError(f"hashed index invariant 2: {n} contents, count {self.count}")
+
+
+def _tree_lookup(trees, page) -> tuple:
+    """One put's search of tmem's first-byte trees, counted as Xen's ``tmh_page_cmp`` works:
+    each comparison reads 64-bit words until the first that differs (the whole page when
+    equal). Inserts the page when absent. ``(found, tree, comparisons, bytes compared)``."""
+    from ..core.pcd import content_key
+    words = np.frombuffer(page, dtype="<u8")
+    fb = page[0]
+    node, visits, read = trees[fb].root, 0, 0
+    while node is not None:
+        visits += 1
+        differ = np.flatnonzero(words != node.value)
+        if differ.size == 0:
+            return True, fb, visits, read + PAGE
+        w = int(differ[0])
+        read += 8 * (w + 1)
+        node = node.left if words[w] < node.value[w] else node.right
+    trees[fb].insert(content_key(page, False), words)
+    return False, fb, visits, read
+
+
+def index_costs(pages, buckets: int = 256) -> dict:
+    """Put ``pages`` (whole pages, in order) through tmem's 256 first-byte trees and through a
+    :class:`HashedPcdIndex` of ``buckets`` buckets. For each (``"trees"``, ``"hash"``):
+    ``lookups``, ``found`` (duplicates), ``busiest`` (the share of lookups that went to the
+    busiest tree or bucket, ``busiest_lock``: under one lock each, what a hypervisor would
+    serialise),
+    ``compares`` (whole-content comparisons per lookup), ``compared`` and ``hashed`` (bytes per
+    lookup). Both must find the same duplicates (``ValueError`` otherwise). O(n log n) page
+    comparisons."""
+    trees = [RBTree() for _ in range(256)]
+    index = HashedPcdIndex(buckets)
+    rows = {"trees": [], "hash": []}       # (found, lock, comparisons, compared, hashed)
+    for page in pages:
+        page = bytes(page)
+        if len(page) != PAGE:
+            raise ValueError("whole 4096-byte pages only")
+        rows["trees"].append(_tree_lookup(trees, page) + (0,))
+        found, b, hashed, compared = index.lookup(page)
+        rows["hash"].append((found, b, compared // PAGE, compared, hashed))
+    if not pages:
+        raise ValueError("no pages")
+    index.check()
+    out = {}
+    for name, r in rows.items():
+        a = np.array(r, dtype=np.int64)
+        per_lock = np.bincount(a[:, 1])
+        out[name] = {"lookups": len(a), "found": int(a[:, 0].sum()),
+                     "busiest": float(per_lock.max() / len(a)),
+                     "busiest_lock": int(per_lock.argmax()),
+                     "compares": float(a[:, 2].mean()), "compared": float(a[:, 3].mean()),
+                     "hashed": float(a[:, 4].mean())}
+    if out["trees"]["found"] != out["hash"]["found"]:
+        raise ValueError("the two indexes disagree on the duplicates")
+    return out
 
 
 # --- appendix: the package and its oracle ------------------------------------------------------

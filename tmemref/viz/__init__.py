@@ -26,6 +26,9 @@ imports this package.
 :mod:`.appendix`, :mod:`.admin`           the tables the appendices and chapter 6 show
                                           (imported on their own: ``from tmemref.viz import
                                           appendix``)
+:mod:`.dedup`                             the pcd layer of the web, the 256 first-byte trees,
+                                          the LRU list as the second chance sees it (imported
+                                          on its own)
 ========================================  ===================================================
 """
 from .explore import explorer, record, to_svg

@@ -20,6 +20,7 @@ True
 """
 from __future__ import annotations
 
+from ..core.pcd import Pcd
 from ..ds.dlist import list_iter
 from ._common import (BACK, CLIENT_LRU, GLOBAL_LRU, PERS_LIST, client_fill, esc, html_label,
                       new_digraph, obj_id, oid_text, pgp_id, plural, pool_id)
@@ -256,7 +257,8 @@ def _draw_pgp(g, host, pool, pgp, show_frames, show_back, drawn_pgps, pgp_ids, f
     pgp_ids.append(nid)
     g.node(nid, f"pgp [{pgp.index}]", shape="box", style="filled",
            fillcolor=client_fill(pool.client.cli_id), height="0.25")
-    if show_frames and pgp.data is not None:
+    if show_frames and pgp.data is not None and not isinstance(pgp.data, Pcd):
+        # (a pgp of a dedup host points at a pcd: tmemref.viz.dedup.pcd_web draws that layer)
         if pgp.size == 0:
             f = int(pgp.data)
             fid = f"f{f}"
