@@ -33,25 +33,39 @@ def _files(roots):
                         yield path
 
 
-def file_pages(roots=DEFAULT_ROOTS, *, limit: int, per_file: int | None = None):
-    """Yield up to ``limit`` pages (``bytes`` of 4096) of the regular files under ``roots``
-    (glob patterns; symbolic links and unreadable files skipped), at most ``per_file`` from
-    each file (its first ones). O(pages)."""
+def file_page_handles(roots=DEFAULT_ROOTS, *, limit: int, per_file: int | None = None):
+    """Yield up to ``limit`` triples ``(file number, page index, page)`` of the regular files
+    under ``roots``, as :func:`file_pages` does, with where each page came from: files are
+    numbered 0, 1, ... in the order their first page is yielded, and a page's index is its
+    place in its file — the object and index a cleancache put names it by. O(pages).
+
+    >>> [(f, i) for f, i, _ in file_page_handles(["/usr/lib/python3*"], limit=3, per_file=2)]
+    [(0, 0), (0, 1), (1, 0)]
+    """
     if limit <= 0:
         return
-    n = 0
+    n = files = 0
     for path in _files(roots):
+        taken = 0
         try:
             with open(path, "rb") as fh:
-                taken = 0
                 while per_file is None or taken < per_file:
                     page = fh.read(PAGE_SIZE)
                     if not page:
                         break
-                    yield page.ljust(PAGE_SIZE, b"\0")
+                    yield files, taken, page.ljust(PAGE_SIZE, b"\0")
                     taken += 1
                     n += 1
                     if n >= limit:
                         return
         except OSError:
-            continue
+            pass
+        files += taken > 0
+
+
+def file_pages(roots=DEFAULT_ROOTS, *, limit: int, per_file: int | None = None):
+    """Yield up to ``limit`` pages (``bytes`` of 4096) of the regular files under ``roots``
+    (glob patterns; symbolic links and unreadable files skipped), at most ``per_file`` from
+    each file (its first ones). O(pages)."""
+    for _, _, page in file_page_handles(roots, limit=limit, per_file=per_file):
+        yield page
