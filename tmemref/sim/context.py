@@ -24,6 +24,7 @@ Both footprints are :class:`Footprint` records, so they can be put in one table.
 """
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Tuple
@@ -121,7 +122,7 @@ FEATURES: Tuple[Feature, ...] = (
     Feature("RAMster", "Linux, in staging",
             "as zcache, then moved to the RAM of another machine of a cluster",
             "per page, as zcache", "no", "no", "merged into zcache (2013)",
-            ("linux-frontswap-doc", "linux-zcache")),
+            ("magenheimer2011ramster", "linux-frontswap-doc", "linux-zcache")),
     Feature("zswap", "Linux (from 3.11)",
             "swap pages, at swap-out (through frontswap until 2023)",
             "per page, any kernel compressor (LZO, LZ4, zstd, ...)", "no",
@@ -131,12 +132,12 @@ FEATURES: Tuple[Feature, ...] = (
             "whatever is written to a RAM disk, usually swap",
             "per page, any kernel compressor", "no",
             "a same-filled page allocates no memory", "in Linux",
-            ("linux-zram-doc",)),
+            ("linux-zram-doc", "linux-zsmalloc")),
     Feature("KSM", "Linux",
             "anonymous pages of processes that ask for merging (and so of KVM guests)",
             "no", "identical pages merged copy-on-write, found by whole content in "
             "red-black trees", "merged like any other page", "in Linux",
-            ("arcangeli2009ksm", "linux-ksm-doc")),
+            ("arcangeli2009ksm", "linux-ksm-doc", "magenheimer2010internals")),
 )
 
 
@@ -151,9 +152,12 @@ def check_tables(history: Sequence[Event] = HISTORY,
     """
     for e in history:
         parts = e.when.split("-")
-        if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)
-                and len(parts[0]) == 4 and all(len(p) == 2 for p in parts[1:])):
-            raise InvariantError(f"HISTORY invariant 1: bad date {e.when!r}")
+        try:
+            if not (len(parts[0]) == 4 and all(len(p) == 2 for p in parts[1:])):
+                raise ValueError
+            datetime.date(*map(int, parts + ["01"] * (3 - len(parts))))
+        except (ValueError, TypeError):
+            raise InvariantError(f"HISTORY invariant 1: bad date {e.when!r}") from None
         if e.where not in ("Xen", "Linux") or not e.what or not e.source:
             raise InvariantError(f"HISTORY invariant 1: incomplete event {e!r}")
     dates = [e.when for e in history]
@@ -305,8 +309,8 @@ ZSMALLOC_CHAIN = 8
 def zsmalloc_class(size: int) -> int:
     """The size class zsmalloc serves an allocation of ``size`` bytes (1 to 4096) from:
     the smallest of 32, 48, 64, ..., 4096 that holds it. O(1)."""
-    if not 0 < size <= PAGE:
-        raise ValueError(f"zsmalloc serves 1 to {PAGE} bytes, not {size!r}")
+    if type(size) is not int or not 0 < size <= PAGE:
+        raise ValueError(f"zsmalloc serves 1 to {PAGE} bytes (an int), not {size!r}")
     steps = max(0, -(-(size - ZS_MIN_CLASS) // ZS_CLASS_STEP))
     return ZS_MIN_CLASS + steps * ZS_CLASS_STEP
 
