@@ -39,7 +39,7 @@ def random_page(seed: int) -> bytes:
 ZERO = bytes(PAGE)
 
 
-# --- the tables -----------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 def test_the_tables_are_sound_and_every_source_is_in_the_bibliography():
     C.check_tables()
@@ -67,7 +67,7 @@ def test_a_broken_table_is_caught(history, features, why):
         C.check_tables(history, features)
 
 
-# --- real pages -----------------------------------------------------------------------------------
+# --- real pages ----------------------------------------------------------------------------------
 
 def test_file_page_handles_number_files_and_pages(tmp_path):
     (tmp_path / "a").write_bytes(b"a" * 5000)       # two pages, the second padded
@@ -99,7 +99,7 @@ def test_the_sample_is_fixed_and_names_each_page_by_file_and_index(tmp_path):
                                                                   for *_, p in real)
 
 
-# --- zsmalloc and zswap -----------------------------------------------------------------------------
+# --- zsmalloc and zswap --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size, cls", [(1, 32), (32, 32), (33, 48), (48, 48), (49, 64),
                                        (4080, 4080), (4081, 4096), (4096, 4096)])
@@ -159,7 +159,7 @@ def test_zswap_footprint_keeps_a_barely_compressible_page_whole():
     assert lzo.name == "zswap-like, same-filled + lzo1x-1" and lzo.kept == 1
 
 
-# --- tmem, measured by the engine ------------------------------------------------------------------
+# --- tmem, measured by the engine ----------------------------------------------------------------
 
 def test_tmem_footprint_plain_counts_frames_and_descriptors():
     items = [(0, 0, text_page("alpha ")), (0, 1, text_page("beta ")), (1, 0, ZERO)]
@@ -211,7 +211,7 @@ def test_a_broken_footprint_is_caught(change, why):
     assert math.isnan(C.Footprint("none", 1, 0, 0, 0, 0).per_page)
 
 
-# --- the build exercise ----------------------------------------------------------------------------
+# --- the build exercise --------------------------------------------------------------------------
 
 def test_zswap_with_dedup_shares_identical_pages():
     text, other, noise = text_page("dup "), text_page("once "), random_page(4)

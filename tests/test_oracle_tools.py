@@ -29,7 +29,7 @@ def served(lines):
     return [json.loads(x) for x in out.getvalue().splitlines()]
 
 
-# --- answer_lines ----------------------------------------------------------------------------------
+# --- answer_lines --------------------------------------------------------------------------------
 
 def test_the_references_answers_are_what_serve_prints():
     pages = 0
@@ -62,7 +62,7 @@ def test_an_implementation_that_raises_answers_an_error():
     assert json.loads(lines[-1]) == {"error": "raises KeyError"}
 
 
-# --- LineTmem -----------------------------------------------------------------------------------------
+# --- LineTmem ------------------------------------------------------------------------------------
 
 def test_a_serve_process_is_judged_like_the_reference():
     def factory():
@@ -123,7 +123,7 @@ def test_line_tmem_invariants_catch_a_dead_process_and_a_lost_answer():
         oracle.LineTmem("tmemref serve")
 
 
-# --- the build exercise: a tmem that evicts ---------------------------------------------------------
+# --- the build exercise: a tmem that evicts ------------------------------------------------------
 
 def test_capped_dict_tmem_keeps_every_promise_but_differs_from_the_reference():
     capped = capped_dict_tmem(3)

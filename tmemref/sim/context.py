@@ -46,7 +46,7 @@ __all__ = ["Event", "HISTORY", "Feature", "FEATURES", "FEATURE_COLUMNS", "check_
 # History and features, as data
 # =================================================================================================
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One dated step of tmem's life."""
     when: str          # ISO date, or year-month, of the commit, release or advisory
@@ -69,7 +69,7 @@ HISTORY: Tuple[Event, ...] = (
     Event("2012-09-05", "Xen", "XSA-15 (CVE-2012-3497): multiple tmem hypercall "
           "vulnerabilities; fixed in Xen 4.2.1 and 4.3", "xsa15"),
     Event("2013-07", "Linux", "zswap, a compressed cache for swap pages, merged for Linux 3.11",
-          "lwn2013zswap"),
+          "linux-zswap-doc"),
     Event("2015-10", "Xen", "A to-do list for tmem: migration v2, tool clean-up, drop tze, "
           "dedup and zlib, simpler structures, 5 TB hosts, a security audit", "wilk2015todo"),
     Event("2016-09-27", "Xen", "Deduplication and tze deleted (1a70e54b5f), in Xen 4.8",
@@ -89,7 +89,7 @@ HISTORY: Tuple[Event, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Feature:
     """One system that keeps pages out of a guest's or a process's own memory."""
     system: str
@@ -208,7 +208,7 @@ def sample_pages(roots=SAMPLE_ROOTS, per_file: int = 8) -> list:
 # Footprints
 # =================================================================================================
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Footprint:
     """The memory one store takes to hold a set of pages.
 
