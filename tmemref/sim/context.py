@@ -103,41 +103,34 @@ class Feature:
 
 
 #: Column titles of :data:`FEATURES`, in order (``sources`` is cited in the prose).
-FEATURE_COLUMNS = ("system", "runs in", "holds", "compression", "dedup",
-                   "zero and same-filled pages", "status")
+FEATURE_COLUMNS = ("system", "runs in", "holds", "compression", "dedup", "same-filled pages",
+                   "status")
 
 #: Xen's tmem and the Linux mechanisms around it.
 FEATURES: Tuple[Feature, ...] = (
-    Feature("Xen tmem", "the hypervisor (Xen 4.0 to 4.12)",
-            "guests' clean page cache (ephemeral pools) and swap (persistent pools), "
-            "put by hypercall from cleancache and frontswap",
-            "LZO1X-1, per page, optional", "ephemeral pages, by whole content (Xen 4.1 to 4.7)",
-            "an all-zero page stores nothing (tze, with dedup, Xen 4.1 to 4.7)",
-            "removed in Xen 4.13 (2019)",
+    Feature("Xen tmem", "Xen 4.0 to 4.12",
+            "guests' clean pages (ephemeral) and swap (persistent), by hypercall",
+            "LZO1X-1, optional", "ephemeral pages (Xen 4.1 to 4.7)",
+            "a zero page stores nothing (tze, 4.1 to 4.7)", "removed in Xen 4.13",
             ("xen-6009f4ddb2", "xen-38c433d0c7", "xen-c492e19fdd")),
-    Feature("zcache", "Linux, in staging (from 2.6.39)",
-            "the same kernel's clean page cache and swap, through cleancache and frontswap",
-            "per page", "no", "no", "never left staging",
+    Feature("zcache", "Linux staging, from 2.6.39",
+            "its own clean pages and swap, via cleancache and frontswap",
+            "yes", "no", "no", "never left staging",
             ("linux-frontswap-doc", "linux-zcache")),
-    Feature("RAMster", "Linux, in staging",
-            "as zcache, then moved to the RAM of another machine of a cluster",
-            "per page, as zcache", "no", "no", "merged into zcache (2013)",
+    Feature("RAMster", "Linux staging",
+            "as zcache, then sent to another machine's RAM",
+            "as zcache", "no", "no", "merged into zcache, 2013",
             ("magenheimer2011ramster", "linux-frontswap-doc", "linux-zcache")),
-    Feature("zswap", "Linux (from 3.11)",
-            "swap pages, at swap-out (through frontswap until 2023)",
-            "per page, any kernel compressor (LZO, LZ4, zstd, ...)", "no",
-            "a same-filled page is kept as its one repeated value", "in Linux",
+    Feature("zswap", "Linux, from 3.11", "swap pages, at swap-out",
+            "any kernel compressor", "no", "kept as the repeated value", "in Linux",
             ("linux-zswap-doc", "linux-zswap", "lwn2013zswap")),
-    Feature("zram", "Linux (a block driver)",
-            "whatever is written to a RAM disk, usually swap",
-            "per page, any kernel compressor", "no",
-            "a same-filled page allocates no memory", "in Linux",
+    Feature("zram", "Linux, a block driver", "what is written to a RAM disk, often swap",
+            "any kernel compressor", "no", "no memory allocated", "in Linux",
             ("linux-zram-doc", "linux-zsmalloc")),
     Feature("KSM", "Linux",
-            "anonymous pages of processes that ask for merging (and so of KVM guests)",
-            "no", "identical pages merged copy-on-write, found by whole content in "
-            "red-black trees", "merged like any other page", "in Linux",
-            ("arcangeli2009ksm", "linux-ksm-doc", "magenheimer2010internals")),
+            "anonymous pages of processes that opt in (KVM guests too)",
+            "no", "identical pages merged, copy-on-write", "merged like any page",
+            "in Linux", ("arcangeli2009ksm", "linux-ksm-doc", "magenheimer2010internals")),
 )
 
 
