@@ -83,9 +83,21 @@ _KDS, _SC, _CM, _SRM, _MISC, _KI = (
 ENTRIES = (
     _t("Overview", "", "ch01_why_tmem",
        "the-idea-memory-the-hypervisor-owns-and-guests-borrow-by-copy", "tmemref.core.host:Host"),
+    _t("Overview", "proper isolation against malicious guests: XSA-15 and reduced security "
+       "support", "ch12_context", "xsa-15-and-reduced-security-support",
+       "tmemref.core.host:Host.do_tmem_op"),
+    _t("Overview", "optionally, increase page density through compression and/or "
+       "deduplication: measured against a zswap-like store", "ch12_context",
+       "measured-tmems-packing-against-a-zswap-like-store",
+       "tmemref.sim.context:tmem_footprint"),
     _t("Source Code Organization", "", "architecture", "the-modules-as-they-are", "tmemref"),
     _t("Source Code Organization", "tmem.c / tmem_xen.c: the hypervisor-independent and the "
        "Xen-specific halves", "architecture", "the-modules-as-they-are", "tmemref.host.frames"),
+    _t("Source Code Organization", "porting to other hypervisors (never attempted; Linux's "
+       "zcache and RAMster ported it into a kernel)", "ch12_context",
+       "tmem-inside-one-kernel-zcache-and-ramster", "tmemref.sim.context:FEATURES"),
+    _t("Source Code Organization", "a port checked against the reference through the "
+       "hypercall alone", "oracle", "one-interface-the-hypercall", "tmemref.oracle:Tmem"),
     _t("Source Code Organization", "red-black trees (rbtree.c)", "ch04_trees",
        "the-red-black-tree", "tmemref.ds.rbtree:RBTree"),
     _t("Source Code Organization", "radix trees (radix-tree.c)", "ch04_trees", "the-radix-tree",
@@ -172,6 +184,8 @@ ENTRIES = (
     _t(_MISC, "", "ch02_guest_view", "duplicate-puts"),
     _t(_MISC, "Duplicate puts", "ch02_guest_view", "duplicate-puts",
        "tmemref.core.host:Host._dup_put"),
+    _t(_MISC, "Duplicate puts: put-put-get coherency checked on any implementation", "oracle",
+       "the-promises", "tmemref.oracle:Promises"),
     _t(_MISC, "Page deduplication", "ch08_dedup", "one-copy-per-content-the-pcd-layer",
        "tmemref.core.pcd:PcdLayer.associate"),
     _t(_MISC, "Trailing-zero elimination", "ch08_dedup", "trailing-zeros",
@@ -214,6 +228,8 @@ ENTRIES = (
     _p(_KI, "the 'memory is scarce' reserve in alloc_heap_pages", "ch11_heap"),
     _p(_KI, "NUMA", "ch13_open_questions"),
     _t("Bibliography", "", "references", "references"),
+    _t("Bibliography", "oss.oracle.com/projects/tmem: the project's papers, commits and talks",
+       "ch12_context", "ten-years-in-xen", "tmemref.sim.context:HISTORY"),
 )
 
 

@@ -19,7 +19,9 @@ Two ways to judge it, both reporting the first problem in words:
 Traces are lists of ``(domid, TmemOp)``: :func:`random_trace` draws them from a seed,
 :mod:`tmemref.strategies` from Hypothesis (which shrinks a failure for you), and :func:`shrink`
 cuts any failing trace to a 1-minimal one. :func:`trace_lines` turns a trace into the JSON
-lines of ``tmemref serve`` / ``tmemref replay``, for an implementation outside Python.
+lines of ``tmemref serve`` / ``tmemref replay``, for an implementation outside Python, and
+:func:`answer_lines` an implementation's answers into the lines ``replay --check`` compares;
+:class:`LineTmem` wraps a program that speaks those lines as a :class:`Tmem`.
 :class:`Oracle` bundles all this for a test; the pytest plugin's ``tmem_oracle`` fixture is one.
 
 >>> trace = [(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags())),
@@ -56,7 +58,7 @@ __all__ = ["Tmem", "Trace", "page_of", "page_label", "DictTmem", "BuggyDictTmem"
            "TRACE_DOMAINS", "ORACLE_PAGES", "oracle_host", "random_trace", "trace_lines",
            "Outcome", "Difference", "run_trace", "compare", "shrink", "relabel", "side_by_side",
            "first_difference_in", "exhaustive_differences", "Promises", "Broken",
-           "broken_promise", "Oracle", "new_pool_refused"]
+           "broken_promise", "answer_lines", "LineTmem", "Oracle", "new_pool_refused"]
 
 
 @runtime_checkable
@@ -693,6 +695,169 @@ def broken_promise(impl: Impl, trace: Sequence[Tuple[int, TmemOp]], domains=None
             from .guest.ops import describe
             return Broken(i, domid, describe(op), outcome, promise, type(impl).__name__)
     return None
+
+
+# =================================================================================================
+# Implementations outside Python: the line protocol of ``tmemref serve``
+# =================================================================================================
+
+def answer_lines(impl: Impl, trace: Sequence[Tuple[int, TmemOp]], domains=None,
+                 check: bool = True) -> Iterator[str]:
+    """The answer lines ``impl`` gives to the lines of :func:`trace_lines` ``(trace,
+    domains)``, in the form ``tmemref serve`` prints them: ``{"rc": 0}`` for the host and each
+    domain, then ``{"rc": R}`` per hypercall, with ``"page"`` (base64) for a get that returned
+    1, or ``{"error": ...}`` where the implementation raised. What ``tmemref replay --check``
+    compares with the reference's answers. O(len(trace)).
+
+    >>> trace = [(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags())),
+    ...          (1, TmemOp(cmd=abi.TMEM_GET_PAGE, oid=(1, 0, 0)))]
+    >>> list(answer_lines(DictTmem, trace, {1: (8, 8)}))
+    ['{"rc": 0}', '{"rc": 0}', '{"rc": 0}', '{"rc": -1001}']
+    """
+    import base64
+    import json
+    domains = TRACE_DOMAINS if domains is None else domains
+    yield from ['{"rc": 0}'] * (1 + len(domains))
+    for outcome in run_trace(impl, trace, domains, check):
+        if type(outcome.rc) is not int:
+            yield json.dumps({"error": str(outcome.rc)})
+        elif outcome.data is None:
+            yield json.dumps({"rc": outcome.rc})
+        else:
+            yield json.dumps({"rc": outcome.rc,
+                              "page": base64.b64encode(outcome.data).decode("ascii")})
+
+
+class LineTmem:
+    """A tmem in another process, speaking the line protocol of ``tmemref serve`` on its
+    standard input and output, wrapped to satisfy :class:`Tmem` — so that :func:`compare`,
+    :func:`broken_promise`, :class:`Oracle` and :mod:`tmemref.strategies` can judge a C or
+    Rust implementation (given a main loop that reads a request line and prints its answer
+    line) as they judge a Python one.
+
+    ``LineTmem(argv, pages=ORACLE_PAGES, host=None, env=None, cwd=None, timeout=10.0)`` starts
+    ``argv`` and sends the ``host`` line (``pages`` and the ``Host`` keywords of ``host``);
+    :meth:`create_domain` and :meth:`do_tmem_op` send one line each and wait for its answer.
+    A get that returned 1 gets the answer's page copied into its frame, a LIST its buffer.
+    An ``{"error": ...}`` answer raises ``ValueError``; an answer not given within
+    ``timeout`` seconds, or a process that exits, raises ``RuntimeError``. :meth:`close`
+    (or a ``with`` block) closes its input and waits for it. Each call costs one round trip.
+
+    Invariants: 1. the process is running; 2. every line sent got exactly one answer.
+    """
+
+    def __init__(self, argv: Sequence[str], pages: int = ORACLE_PAGES, host=None, env=None,
+                 cwd=None, timeout: float = 10.0):
+        import subprocess
+        if isinstance(argv, str) or not argv:
+            raise TypeError("argv is a non-empty list of strings, e.g. ['./my-tmem']")
+        self.argv = list(argv)
+        self.timeout = timeout
+        self.sent = self.answered = 0
+        self._buf = bytearray()
+        self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env, cwd=cwd)
+        try:
+            self._ask({"op": "host", "pages": pages, **(host or {})})
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask(self, request) -> dict:
+        import json
+        import os
+        import select
+        line = request if isinstance(request, str) else json.dumps(request)
+        proc = self._proc
+        try:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise RuntimeError(f"{self.argv[0]} is not running") from None
+        self.sent += 1
+        fd = proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            ready, _, _ = select.select([fd], [], [], self.timeout)
+            if not ready:
+                raise RuntimeError(f"{self.argv[0]} gave no answer within {self.timeout} s "
+                                   f"to: {line[:80]}")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise RuntimeError(f"{self.argv[0]} exited (status {proc.wait()}) "
+                                   f"without answering: {line[:80]}")
+            self._buf += chunk
+        end = self._buf.index(b"\n")
+        answer = json.loads(self._buf[:end])
+        del self._buf[:end + 1]
+        self.answered += 1
+        if not isinstance(answer, dict) or ("error" not in answer and "rc" not in answer):
+            raise RuntimeError(f"{self.argv[0]} answered {answer!r}, not an answer object")
+        if "error" in answer:
+            raise ValueError(f"{self.argv[0]}: {answer['error']}")
+        return answer
+
+    def create_domain(self, domid: int, pages: int = 0, max_pages: Optional[int] = None,
+                      privileged: bool = False) -> None:
+        """Send a ``create_domain`` line."""
+        request = {"op": "create_domain", "domid": domid, "pages": pages}
+        if max_pages is not None:
+            request["max_pages"] = max_pages
+        if privileged:
+            request["privileged"] = True
+        self._ask(request)
+
+    def do_tmem_op(self, domid: int, op: TmemOp) -> int:
+        """Send the hypercall's line; its answer's rc, with a got page or LIST text copied in."""
+        import base64
+        from .cli import request_line
+        answer = self._ask(request_line(domid, op))
+        if "page" in answer and op.page is not None:
+            memoryview(op.page).cast("B")[:] = base64.b64decode(answer["page"])
+        if "buf" in answer and op.buf is not None:
+            text = answer["buf"].encode()[:max(0, len(op.buf) - 1)]
+            op.buf[:len(text) + 1] = text + b"\0"
+        return answer["rc"]
+
+    def check(self) -> None:
+        """The invariants above; ``InvariantError`` names the one broken. O(1)."""
+        if self._proc.poll() is not None:
+            raise InvariantError(f"LineTmem invariant 1: {self.argv[0]} exited with status "
+                                 f"{self._proc.returncode}")
+        if self.sent != self.answered:
+            raise InvariantError(f"LineTmem invariant 2: {self.sent} lines sent, "
+                                 f"{self.answered} answered")
+
+    def close(self) -> int:
+        """Close the process's input and wait for it to exit (killed after ``timeout``);
+        returns its exit status. Idempotent."""
+        import subprocess
+        proc = self._proc
+        if proc.stdin and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            status = proc.wait(self.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+        if proc.stdout and not proc.stdout.closed:
+            proc.stdout.close()
+        return status
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
+            self.close()
+
+    def __repr__(self):
+        return f"<LineTmem {' '.join(self.argv)}>"
 
 
 # =================================================================================================

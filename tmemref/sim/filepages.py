@@ -60,34 +60,50 @@ def _files(roots):
 
 
 def _read_pages(path, per_file):
-    """Up to ``per_file`` (None: all) zero-padded pages from the start of ``path``; [] if it
-    cannot be read."""
-    out = []
+    """Yield up to ``per_file`` (None: all) zero-padded pages from the start of ``path``,
+    stopping quietly where it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            while per_file is None or len(out) < per_file:
+            taken = 0
+            while per_file is None or taken < per_file:
                 page = fh.read(PAGE_SIZE)
                 if not page:
                     break
-                out.append(page.ljust(PAGE_SIZE, b"\0"))
+                yield page.ljust(PAGE_SIZE, b"\0")
+                taken += 1
     except OSError:
-        return []
-    return out
+        return
+
+
+def file_page_handles(roots=DEFAULT_ROOTS, *, limit: int, per_file: int | None = None):
+    """Yield up to ``limit`` triples ``(file number, page index, page)`` of the regular files
+    under ``roots``, as :func:`file_pages` does, with where each page came from: files are
+    numbered 0, 1, ... in the order their first page is yielded, and a page's index is its
+    place in its file — the object and index a cleancache put names it by. O(pages).
+
+    >>> [(f, i) for f, i, _ in file_page_handles(["/usr/lib/python3*"], limit=3, per_file=2)]
+    [(0, 0), (0, 1), (1, 0)]
+    """
+    if limit <= 0:
+        return
+    n = files = 0
+    for path in _files(roots):
+        taken = 0
+        for page in _read_pages(path, per_file):
+            yield files, taken, page
+            taken += 1
+            n += 1
+            if n >= limit:
+                return
+        files += taken > 0
 
 
 def file_pages(roots=DEFAULT_ROOTS, *, limit: int, per_file: int | None = None):
     """Yield up to ``limit`` pages (``bytes`` of 4096) of the regular files under ``roots``
     (glob patterns; symbolic links and unreadable files skipped), at most ``per_file`` from
     each file (its first ones). O(pages)."""
-    if limit <= 0:
-        return
-    n = 0
-    for path in _files(roots):
-        for page in _read_pages(path, per_file):
-            yield page
-            n += 1
-            if n >= limit:
-                return
+    for _, _, page in file_page_handles(roots, limit=limit, per_file=per_file):
+        yield page
 
 
 def spread_pages(roots=SPREAD_ROOTS, *, files_per_root: int, per_file: int) -> list:
@@ -103,5 +119,5 @@ def spread_pages(roots=SPREAD_ROOTS, *, files_per_root: int, per_file: int) -> l
         paths = list(_files([root]))
         step = max(1, len(paths) // files_per_root)
         for path in paths[::step][:files_per_root]:
-            pages += _read_pages(path, per_file)
+            pages.extend(_read_pages(path, per_file))
     return pages

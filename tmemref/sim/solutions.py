@@ -19,6 +19,9 @@ chapter 6  :func:`tmem_top`            per-client rates from two ``xl tmem-list 
 chapter 8  :class:`HashedPcdIndex`,    deduplication through a hash table instead of 256
            :func:`index_costs`         first-byte trees, and what each costs per put
 chapter 9  :class:`ZstdLevel`          a tmem codec: Zstandard at any level
+chapter 12 :func:`zswap_dedup_footprint` the zswap-like model with KSM-style dedup added
+oracle     :func:`capped_dict_tmem`    a toy tmem that evicts: keeps every promise, differs
+                                       from the reference
 appendix   :func:`repaired_dict_tmem`  the oracle appendix's buggy toy tmem, repaired
 appendix   :func:`guess_uuid_attack`   reading another guest's shared pages by guessing its uuid
 =====================================  =========================================================
@@ -39,7 +42,8 @@ from .trees import DepthStats, tree_depths
 
 __all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
            "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "HashedPcdIndex",
-           "index_costs", "ZstdLevel", "guess_uuid_attack", "repaired_dict_tmem"]
+           "index_costs", "ZstdLevel", "guess_uuid_attack", "repaired_dict_tmem",
+           "zswap_dedup_footprint", "capped_dict_tmem"]
 
 PAGE = abi.PAGE_SIZE
 
@@ -476,3 +480,92 @@ def repaired_dict_tmem():
             pool.pages[key] = data
 
     return RepairedDictTmem
+
+
+# --- chapter 12: tmem in context ---------------------------------------------------------------
+
+def zswap_dedup_footprint(pages, codec="lz4"):
+    """The zswap-like model of :func:`tmemref.sim.context.zswap_footprint` with KSM-style
+    deduplication added: a page whose exact content is already kept shares the kept copy
+    and costs only its own entry (a refused content stays refused). Returns a
+    :class:`~tmemref.sim.context.Footprint`. O(pages) compressions at most.
+
+    >>> from tmemref.sim.context import zswap_footprint
+    >>> twice = [b"tmem " * 819 + b"!"] * 2
+    >>> zswap_dedup_footprint(twice).data_bytes < zswap_footprint(twice).data_bytes
+    True
+    """
+    from ..host.compress import get_codec
+    from .context import ZSWAP_ENTRY_BYTES, Footprint, zswap_footprint
+    codec = get_codec(codec) if isinstance(codec, str) else codec
+    kept_before: dict = {}                      # content -> kept (True) or refused (False)
+    offered = kept = whole = data = meta = 0
+    for page in pages:
+        page = bytes(page)
+        offered += 1
+        if page in kept_before:
+            if kept_before[page]:
+                kept += 1
+                meta += ZSWAP_ENTRY_BYTES
+            continue
+        one = zswap_footprint([page], codec=codec)
+        kept_before[page] = one.kept == 1
+        kept, whole = kept + one.kept, whole + one.whole
+        data, meta = data + one.data_bytes, meta + one.meta_bytes
+    return Footprint(f"zswap-like, same-filled + {codec.name} + dedup", offered, kept, whole,
+                     data, meta)
+
+
+# --- the oracle page ----------------------------------------------------------------------------
+
+def capped_dict_tmem(capacity: int):
+    """The oracle page's build exercise: a :class:`tmemref.oracle.DictTmem` that holds at most
+    ``capacity`` ephemeral pages, across all pools, and evicts the one put longest ago when a
+    put of a new handle needs room. Persistent pages are never evicted. Returns the class
+    (``CappedDictTmem``), a factory as :func:`tmemref.oracle.compare` wants. Its ``check()``
+    adds invariant 3: at most ``capacity`` ephemeral pages. ``ValueError`` for a capacity
+    below 1. A put costs O(pages held).
+
+    >>> from tmemref import oracle
+    >>> Capped = capped_dict_tmem(2)
+    >>> trace = oracle.random_trace(200, seed=1)
+    >>> oracle.broken_promise(Capped, trace) is None, oracle.compare(oracle.DictTmem, Capped,
+    ...                                                              trace) is None
+    (True, False)
+    """
+    from collections import OrderedDict
+
+    from ..errors import InvariantError
+    from ..oracle import DictTmem
+    if type(capacity) is not int or capacity < 1:
+        raise ValueError(f"capacity is a positive int, not {capacity!r}")
+
+    class CappedDictTmem(DictTmem):
+        """``DictTmem`` with room for ``capacity`` ephemeral pages, evicting oldest first."""
+
+        def __init__(self):
+            super().__init__()
+            self.age = OrderedDict()            # (id(pool), key) -> pool, oldest put first
+
+        def _ephemeral(self):
+            return [p for slots in self.domains.values() for p in slots
+                    if p is not None and not p.persistent]
+
+        def _store(self, pool, key, data) -> None:
+            if not pool.persistent:
+                self.age.pop((id(pool), key), None)
+                while key not in pool.pages and self.age and \
+                        sum(len(p.pages) for p in self._ephemeral()) >= capacity:
+                    (_, old), victim = self.age.popitem(last=False)
+                    victim.pages.pop(old, None)  # gone already (flushed, got): nothing to do
+                self.age[(id(pool), key)] = pool
+            pool.pages[key] = data
+
+        def check(self) -> None:
+            super().check()
+            held = sum(len(p.pages) for p in self._ephemeral())
+            if held > capacity:
+                raise InvariantError(f"CappedDictTmem invariant 3: {held} ephemeral pages, "
+                                     f"room for {capacity}")
+
+    return CappedDictTmem
