@@ -355,7 +355,9 @@ class SlruPolicy(Policy):
             self.probation[old] = None
 
     def remove(self, key):
-        if self.probation.pop(key, 0) is not None:
+        if key in self.probation:
+            del self.probation[key]
+        else:
             del self.protected[key]
 
     def evict(self, accept=None, owner=None):
