@@ -32,10 +32,10 @@ sorted file lists), so the same machine gives the same trace every time:
 machine). ``python -m tmemref.sim.study --record-traces`` re-records them.
 
 >>> t = parse_strace(['7 openat(AT_FDCWD, "/x", O_RDONLY) = 3',
-...                   '7 read(3, ""..., 8192) = 8192', '7 pread64(3, ""..., 100, 4000) = 100',
+...                   '7 read(3, ""..., 8192) = 8192', '7 pread64(3, ""..., 100, 400) = 100',
 ...                   '7 close(3) = 0'], keep=lambda path: True)
 >>> t
-[('/x', 0, 8192), ('/x', 4000, 100)]
+[('/x', 0, 8192), ('/x', 400, 100)]
 >>> [(path, page) for path, page in pages_of(t)]
 [('/x', 0), ('/x', 1), ('/x', 0)]
 """
