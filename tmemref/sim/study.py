@@ -953,6 +953,30 @@ class Study:
                 out.setdefault(r[0], {})[r[1]] = r[i]
         return out
 
+    def versus(self, baseline: str = "lru", margin: float = 0.01) -> dict:
+        """Each variant against ``baseline`` over every configuration (case, capacity, guest
+        cache): ``{variant: {"mean", "best", "worst", "wins", "losses"}}`` — the mean
+        difference of hit ratios, the largest gain and loss as ``(difference, case, capacity,
+        guest_cache)``, and how many configurations it wins or loses by more than ``margin``.
+        Ties keep the first configuration in grid order. O(rows)."""
+        base = {tuple(r[i] for i in (0, 2, 3)): r[4] for r in self.rows if r[1] == baseline}
+        out: dict = {}
+        for r in self.rows:
+            d = r[4] - base[r[0], r[2], r[3]]
+            s = out.setdefault(r[1], {"sum": 0.0, "n": 0, "best": None, "worst": None,
+                                      "wins": 0, "losses": 0})
+            s["sum"] += d
+            s["n"] += 1
+            if s["best"] is None or d > s["best"][0]:
+                s["best"] = (d, r[0], r[2], r[3])
+            if s["worst"] is None or d < s["worst"][0]:
+                s["worst"] = (d, r[0], r[2], r[3])
+            s["wins"] += d > margin
+            s["losses"] += d < -margin
+        for s in out.values():
+            s["mean"] = s.pop("sum") / s.pop("n")
+        return out
+
 
 def _map(fn, items, executor, workers, desc):
     """``fn(*item)`` for each item, results in item order, through ``executor`` or a local
