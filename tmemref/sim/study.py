@@ -515,15 +515,15 @@ class Variant:
 #: The variants the sweep compares, in display order.
 VARIANTS = (
     Variant("lru", "strict LRU"),
-    Variant("shared", "shared-get promotion", pool="shared"),
-    Variant("trylock", "trylock skips (2 busy)", busy=2),
-    Variant("dedup", "dedup, no second chance", dedup="plain"),
-    Variant("dedup-2nd", "dedup + second chance", dedup="second-chance"),
-    Variant("tmem", "tmem: skips + dedup + 2nd chance", busy=2, dedup="second-chance"),
+    Variant("shared", "shared gets", pool="shared"),
+    Variant("trylock", "trylock skips", busy=2),
+    Variant("dedup", "dedup", dedup="plain"),
+    Variant("dedup-2nd", "dedup + 2nd chance", dedup="second-chance"),
+    Variant("tmem", "skips + dedup + 2nd", busy=2, dedup="second-chance"),
     Variant("fifo", "FIFO", policy="fifo"),
     Variant("random", "random", policy="random"),
     Variant("lip", "LIP", policy="lip"),
-    Variant("opt", "OPT (Belady, clairvoyant)", policy="opt"),
+    Variant("opt", "OPT", policy="opt"),
 )
 
 
