@@ -308,7 +308,8 @@ def _edit(path: Path, change):
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda d: d["rows"][S.tasks().index(next(t for t in S.tasks() if t[0].startswith("trace")))
+    (lambda d: d["rows"][S.tasks().index(next(t for t in S.tasks()
+                                              if t[0] == "trace: copyrights"))
                         * len(S.GRID.variants)].__setitem__(4, 0.123), "differs"),
     (lambda d: d["grid"].__setitem__("capacities", [1, 2]), "another grid"),
     (lambda d: d.__setitem__("model_version", -1), "model version"),

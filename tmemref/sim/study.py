@@ -1054,8 +1054,8 @@ def load(path=None, data=None) -> Study:
 
 def check_cache(sample: int = 4, *, path=None, data=None, seed: int = 0) -> list:
     """Check the cached study against the code: same grid (:data:`GRID`), model version and
-    traces, and ``sample`` tasks (chosen with ``seed``, always including the first trace
-    task) re-run inline with exactly the cached numbers. Returns the re-run rows; raises
+    traces, and ``sample`` tasks (chosen with ``seed``, always including the first task of the
+    shortest real trace) re-run inline with exactly the cached numbers. Returns the re-run rows; raises
     :class:`~tmemref.errors.InvariantError` naming the first difference (regenerate with
     ``python -m tmemref.sim.study``). O(sample tasks)."""
     study = load(path, data)
@@ -1070,7 +1070,9 @@ def check_cache(sample: int = 4, *, path=None, data=None, seed: int = 0) -> list
     if len(study.rows) != GRID.size():
         raise InvariantError(f"the cache has {len(study.rows)} rows, the grid {GRID.size()}")
     all_tasks = tasks(GRID)
-    first_trace = next(i for i, t in enumerate(all_tasks) if t[0].startswith("trace"))
+    traces = [make_case(c, data) for c in GRID.cases]
+    shortest = min((c for c in traces if c.family == "trace"), key=len).name
+    first_trace = next(i for i, t in enumerate(all_tasks) if t[0] == shortest)
     rng = np.random.default_rng(seed)
     picks = sorted({first_trace, *rng.choice(len(all_tasks), max(0, sample - 1),
                                              replace=False).tolist()})
