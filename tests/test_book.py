@@ -149,8 +149,8 @@ def test_chapter_executes(entry):
 #: has an exercise that asks the reader to build or change something.
 TEACHING_PAGES = ("book/ch01_why_tmem", "book/ch02_guest_view", "book/ch03_web",
                   "book/ch04_trees", "book/ch05_eviction", "book/ch06_control",
-                  "book/ch08_dedup", "book/ch12_context", "book/oracle", "book/architecture",
-                  "book/fidelity")
+                  "book/ch07_locks", "book/ch08_dedup", "book/ch12_context", "book/oracle",
+                  "book/architecture", "book/fidelity")
 #: Words that belong to how the project is run, not to the book.
 PROJECT_LANGUAGE = re.compile(r"\bthe seed\b|\bseed's\b|house style|facts §|§\s*\d|DESIGN\.md"
                               r"|starting map|not a cage", re.I)

@@ -187,3 +187,41 @@ def test_zstd_level_is_a_tmem_codec():
     h.check()
     held = [fill(pages, host_pages=500, compress=True, codec=c)["held"] for c in (fast, tight)]
     assert held[0] <= held[1]
+
+
+def test_bottom_up_evict_breaks_the_order_and_deadlocks_without_the_checker():
+    from tmemref.sim.explore import explore, replay
+    from tmemref.sim.solutions import bottom_up_scenario
+    checked = explore(bottom_up_scenario(), 0, workers=1)
+    assert checked.verdict == "lock-order" and "obj_spinlock (rank 2)" in checked.failure.message
+    assert explore(bottom_up_scenario(check_order=False), 0, workers=1).verdict == "none"
+    r = explore(bottom_up_scenario(check_order=False), 1, workers=1)
+    assert r.verdict == "deadlock"
+    assert {lock for _, lock, _ in r.failure.cycle} == {"obj_spinlock[dom1 oid 1]",
+                                                         "eph_lists_spinlock"}
+    again = replay(bottom_up_scenario(check_order=False), r.failure.schedule)
+    assert again.failure.cycle == r.failure.cycle
+
+
+def test_bottom_up_evict_evicts_the_oldest_page_alone():
+    from tmemref import Host
+    from tmemref.guest import TmemOps
+    from tmemref.host import locks
+    from tmemref.sim.solutions import bottom_up_evict
+    host = Host(pages=600)
+    host.create_domain(1, pages=8, max_pages=64)
+    g = TmemOps(host, 1)
+    p = g.new_pool()
+    for i in range(3):
+        assert g.put_page(p, (i, 0, 0), 0, bytes([i + 1]) * 4096) == 1
+    with pytest.raises(locks.LockOrderError):            # the checker sees it at once
+        bottom_up_evict(host)
+    assert not host.eph_lists_lock.held and locks.held_locks() == []
+    locks.set_order_checking(False)                      # alone, it works
+    try:
+        assert bottom_up_evict(host) == 1
+    finally:
+        locks.set_order_checking(True)
+    host.check()
+    assert host.clients[1].pools[p].find((0, 0, 0)) is None and host.evicted_pgs == 1
+    assert not host.eph_lists_lock.held

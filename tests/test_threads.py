@@ -1,8 +1,9 @@
 """Real threads on one Host: the lock protocol holds, nothing hangs, no lock leaks.
 
-* a stress run: 8 guest threads over 4 domains (ephemeral, persistent and shared pools) while
-  domain 0 freezes, lists, flushes, destroys and re-creates pools and whole domains; a
-  faulthandler deadline turns a hang into a failure that prints every thread's stack;
+* a stress run (:func:`tmemref.sim.locking.stress`): 8 guest threads over 4 domains
+  (ephemeral, persistent and shared pools) while domain 0 freezes, lists, flushes, destroys and
+  re-creates pools and whole domains; a faulthandler deadline turns a hang into a failure that
+  prints every thread's stack;
 * the races of the protocol, each forced deterministically with two threads: a put racing the
   destruction of its pool, a call racing the destruction of its domain, a guest changing the op
   while it is being served;
@@ -12,10 +13,8 @@
 from __future__ import annotations
 
 import faulthandler
-import random
 import sys
 import threading
-import time
 
 import pytest
 
@@ -24,6 +23,7 @@ from tmemref.core import evict
 from tmemref.core import host as host_mod
 from tmemref.ds.radix import RadixTree
 from tmemref.host import frames, locks
+from tmemref.sim.locking import stress
 
 from helpers import assert_no_locks_held, page
 
@@ -40,118 +40,17 @@ def deadline():
     faulthandler.cancel_dump_traceback_later()
 
 
-def _run_threads(targets, seconds_cap=60):
-    """Start one thread per callable; return the exceptions they raised (none expected)."""
-    errors = []
-
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-            except BaseException as e:          # noqa: BLE001 — reported below
-                errors.append((threading.current_thread().name, e))
-        return run
-
-    threads = [threading.Thread(target=wrap(t), name=f"t{i}") for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(seconds_cap)
-        assert not t.is_alive(), f"{t.name} still running after {seconds_cap} s (a hang?)"
-    return errors
-
-
 # ================================================================================================
 # stress
 # ================================================================================================
-GUEST_DOMS = (1, 2, 3, 4)
-VICTIMS = (3, 4)                 # domains domain 0 destroys and re-creates during the run
-
-
-def _guest_loop(host, domid, seed, stop, stats):
-    """Random page and pool operations from one vCPU of ``domid``. The domain may be destroyed
-    under it (VICTIMS): a call for a domain that no longer exists raises ValueError by design
-    (no such caller exists in Xen), so that one exception is expected and counted."""
-    rng = random.Random(seed)
-    pages = [page(seed * 100 + i) for i in range(8)]
-    buf = bytearray(4096)
-    while not stop.is_set():
-        try:
-            r = rng.random()
-            pool_id = rng.randrange(4)
-            oid = (rng.randrange(6), 0, 0)
-            index = rng.randrange(48)
-            if r < 0.45:
-                op = TmemOp(cmd=PUT, pool_id=pool_id, oid=oid, index=index,
-                            page=pages[rng.randrange(8)])
-            elif r < 0.75:
-                op = TmemOp(cmd=GET, pool_id=pool_id, oid=oid, index=index, page=buf)
-            elif r < 0.85:
-                op = TmemOp(cmd=FLUSH, pool_id=pool_id, oid=oid, index=index)
-            elif r < 0.90:
-                op = TmemOp(cmd=FLOBJ, pool_id=pool_id, oid=oid)
-            elif r < 0.95:
-                kind = rng.randrange(3)
-                op = TmemOp(cmd=abi.TMEM_NEW_POOL, uuid=UUID,
-                            flags=abi.pool_flags(persist=kind == 1, shared=kind == 2))
-            else:
-                op = TmemOp(cmd=abi.TMEM_DESTROY_POOL, pool_id=pool_id)
-            rc = host.do_tmem_op(domid, op)
-            assert type(rc) is int
-            stats["calls"] += 1
-        except ValueError:
-            if domid not in VICTIMS:
-                raise
-            stats["gone"] += 1
-            time.sleep(0.001)
-
-
-def _dom0_loop(host, seed, stop, stats):
-    rng = random.Random(seed)
-    out = bytearray(32768)
-    while not stop.is_set():
-        r = rng.random()
-        if r < 0.3:
-            victim = rng.choice(VICTIMS)
-            if victim in host.mem.domains:
-                host.destroy_domain(victim)
-            else:
-                host.create_domain(victim, pages=8, max_pages=200)
-                stats["recreated"] += 1
-        elif r < 0.5:
-            sub = rng.choice((abi.TMEMC_FREEZE, abi.TMEMC_THAW, abi.TMEMC_THAW))
-            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=sub,
-                                      cli_id=rng.choice(GUEST_DOMS)))
-        elif r < 0.65:
-            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_LIST,
-                                      cli_id=abi.TMEM_CLI_ID_NULL, arg1=len(out), arg2=1, buf=out))
-        elif r < 0.75:
-            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_CONTROL, subop=abi.TMEMC_FLUSH,
-                                      cli_id=abi.TMEM_CLI_ID_NULL, arg1=64))
-        else:
-            d = rng.choice(GUEST_DOMS)
-            host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=d, flags=1, uuid=UUID))
-        time.sleep(0.002)
-    for victim in VICTIMS:                     # leave every victim alive for the final check
-        if victim not in host.mem.domains:
-            host.create_domain(victim, pages=8, max_pages=200)
-
-
 @pytest.mark.parametrize("scheme", ["doc", "xen-4.5"])
-def test_stress_eight_threads_with_domain_0_destroying(deadline, scheme):
+def test_stress_eight_threads_with_domain_0_destroying(scheme):
+    """8 guest vCPUs over 4 domains while domain 0 destroys and re-creates two of them
+    (tmemref.sim.locking.stress; its faulthandler deadline turns a hang into a failure)."""
     host = Host(pages=700, lock_scheme=scheme)
-    for d in GUEST_DOMS:
-        host.create_domain(d, pages=8, max_pages=200)
-        assert host.do_tmem_op(0, TmemOp(cmd=abi.TMEM_AUTH, arg1=d, flags=1, uuid=UUID)) == 1
-    stop = threading.Event()
-    stats = {"calls": 0, "gone": 0, "recreated": 0}
-    guests = [lambda d=d, s=s: _guest_loop(host, d, 10 * d + s, stop, stats)
-              for d in GUEST_DOMS for s in range(2)]
-    timer = threading.Timer(3.0, stop.set)
-    timer.start()
-    errors = _run_threads(guests + [lambda: _dom0_loop(host, 7, stop, stats)])
-    timer.cancel()
-    assert errors == [], f"exceptions in threads: {errors[:3]}"
+    stats = stress(host, 3.0, guests=(1, 2, 3, 4), victims=(3, 4), vcpus=2, seed=0,
+                   deadline=DEADLINE)
+    assert stats["errors"] == [], f"exceptions in threads: {stats['errors'][:3]}"
     assert stats["calls"] > 1000 and stats["recreated"] > 0, stats
     host.check()
     assert_no_locks_held(host)

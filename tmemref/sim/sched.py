@@ -32,7 +32,7 @@ What a run detects (:class:`Failure` ``kind``):
    (the failed trylocks of that stretch are reported), or the run exceeded ``max_steps``;
 3. ``invariant`` — the world's ``check()`` failed at a quiescent point (a release that left no
    lock held by anyone) or at the end;
-4. ``lock-order`` — the lock-order checker (switched on for every run) raised
+4. ``lock-order`` — the lock-order checker (on unless ``Scenario.check_order`` is False) raised
    :class:`~tmemref.host.locks.LockOrderError` in a thread;
 5. ``exception`` — any other exception escaped an operation (the locks still held are named);
 6. ``leak`` — a thread finished its program holding a lock;
@@ -113,14 +113,16 @@ class Scenario:
     ``livelock_steps``: steps without any completed operation that count as a livelock;
     ``livelock_spins``: failed trylocks without any completed operation that count as one
     (None: no such bound) — a measure that does not grow with the locks a healthy operation
-    takes; ``max_steps``: a hard bound on a run. Module-level functions keep it picklable (explorers
-    ship scenarios to worker processes)."""
+    takes; ``max_steps``: a hard bound on a run; ``check_order``: False runs without the
+    lock-order checker, so that a deadlock it would have predicted can happen. Module-level
+    functions keep it picklable (explorers ship scenarios to worker processes)."""
     name: str                     # what the command line calls it
     build: Callable               # () -> World, a fresh one each call
     doc: str = ""                 # one line for people
     livelock_steps: int = 400     # steps without a completed operation = livelock
     livelock_spins: Optional[int] = None   # failed trylocks without one = livelock
     max_steps: int = 20000        # longest run allowed
+    check_order: bool = True      # blocking acquires checked against the lock order
 
 
 @dataclass(slots=True)
@@ -526,8 +528,8 @@ class Scheduler:
         if self.in_check:                   # check() taking a lock: the real one is free
             return locks._REAL_OPS[type(lock), op](lock)
         c = self._me()
-        if op in BLOCKING:
-            locks._push(lock, True)         # the order checker, before waiting (may raise)
+        if op in BLOCKING:                  # the order checker, before waiting (may raise)
+            locks._push(lock, self.scenario.check_order)
         self._point(c, op, lock)
         st = self.state.get(lock)
         if st is None:                      # first use: name it now (name#k counts first uses)

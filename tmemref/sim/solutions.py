@@ -16,6 +16,8 @@ chapter 4  :func:`fib_bucket`,            a mixing bucket hash (Knuth's multipli
            :func:`hashed_depth`           the tree depths it gives
 chapter 5  :func:`policy_hits`            LRU against other eviction policies on one workload
 chapter 6  :func:`tmem_top`               per-client rates from two ``xl tmem-list -l`` snapshots
+chapter 7  :func:`bottom_up_evict`,       an eviction that walks bottom-up with blocking locks,
+           :func:`bottom_up_scenario`     and the explorer's scenario that runs it
 chapter 8  :class:`HashedPcdIndex`,       deduplication through a hash table instead of 256
            :func:`index_costs`            first-byte trees, and what each costs per put
 chapter 9  :class:`ZstdLevel`             a tmem codec: Zstandard at any level
@@ -44,9 +46,10 @@ from .study import SECOND, Policy
 from .trees import DepthStats, tree_depths
 
 __all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
-           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "HashedPcdIndex",
-           "index_costs", "ZstdLevel", "guess_uuid_attack", "repaired_dict_tmem",
-           "zswap_dedup_footprint", "capped_dict_tmem", "SlruPolicy"]
+           "hashed_depth", "POLICIES", "policy_hits", "tmem_top", "bottom_up_evict",
+           "bottom_up_scenario", "HashedPcdIndex", "index_costs", "ZstdLevel",
+           "guess_uuid_attack", "repaired_dict_tmem", "zswap_dedup_footprint", "capped_dict_tmem",
+           "SlruPolicy"]
 
 PAGE = abi.PAGE_SIZE
 
@@ -263,6 +266,43 @@ def tmem_top(before: str, after: str) -> list:
         row["hit_ratio"] = row["found"] / row["gets"] if row["gets"] else None
         rows.append(row)
     return rows
+
+
+# --- chapter 7 ----------------------------------------------------------------------------------
+
+def bottom_up_evict(host: Host, client=None) -> int:
+    """Evict the oldest ephemeral page walking *bottom-up* with blocking locks: under the list
+    lock, wait for the page's object lock (where Xen only tries it), then let go of the list
+    and free the page (which takes the list lock again to unlink it, and the pool's write lock
+    if the object goes). Wrong on purpose: it waits for a rank-2 lock holding a rank-5 one,
+    while a put or flush holding that object lock waits for the list lock. ``client`` is
+    unused (the global list), as in :func:`tmemref.sim.races.naive_evict`. 1 if a page
+    went. O(1)."""
+    with host.eph_lists_lock:
+        node = next(iter(list_iter(host.eph_list)), None)
+        if node is None:
+            return 0
+        pgp = node.owner
+        obj = pgp.obj
+        obj.lock.acquire()                      # blocking, against the order
+    try:                                        # the object lock keeps the page in place
+        host._pgp_remove(obj, pgp)
+    finally:
+        obj.lock.release()
+    host.evicted_pgs += 1
+    return 1
+
+
+def bottom_up_scenario(check_order: bool = True):
+    """The explorer's eviction world (:func:`tmemref.sim.races.eviction_world`: an evictor
+    against a flush that frees an object and a put) with :func:`bottom_up_evict` as the
+    evictor; ``check_order=False`` runs it without the lock-order checker."""
+    from functools import partial
+
+    from .races import eviction_world
+    from .sched import Scenario
+    return Scenario("bottom-up" + ("" if check_order else ", no order checker"),
+                    partial(eviction_world, bottom_up_evict), check_order=check_order)
 
 
 # --- chapter 9: compression and the allocator ---------------------------------------------------
