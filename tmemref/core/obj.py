@@ -25,8 +25,10 @@ class Pgp(ListHead):
        ``data`` is the address of ``size`` bytes of compressed page in its pool's allocator;
        on a dedup host an ephemeral pgp's ``data`` is its :class:`~tmemref.core.pcd.Pcd`.
     3. Ephemeral: ``link_a`` on the global ephemeral list and ``link_b`` on the owner client's
-       ephemeral list. Persistent: ``link_b`` on the pool's persistent list, ``link_a`` unlinked
-       (or on the client's invalidated list while migrating, after it was freed).
+       ephemeral list. Persistent: ``link_b`` on the pool's persistent list, ``link_a`` unlinked.
+       (Xen keeps a persistent pgp freed during live migration, on the client's invalidated list
+       through the ``link_a`` union, with its handle written over ``link_b`` and ``timestamp``;
+       tmemref logs the handle on ``Client.invalidated`` and frees the pgp.)
     """
     __slots__ = ("obj", "index", "size", "data", "link_a", "link_b", "eviction_attempted",
                  "timestamp", "meta")

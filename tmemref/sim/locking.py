@@ -412,7 +412,8 @@ def stress(host, seconds: float = 3.0, *, guests=(1, 2, 3, 4), victims=(3, 4),
                 stats["errors"].append((threading.current_thread().name, repr(e)))
         return body
 
-    faulthandler.dump_traceback_later(deadline, exit=True, file=sys.stderr)
+    # the process's own stderr: under Jupyter, sys.stderr is a stream with no file descriptor
+    faulthandler.dump_traceback_later(deadline, exit=True, file=sys.__stderr__)
     try:
         threads = [threading.Thread(target=wrap(t), name=f"cpu{i}")
                    for i, t in enumerate(targets)]
