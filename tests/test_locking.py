@@ -14,7 +14,7 @@ from tmemref.sim import locking, races
 from tmemref.sim.explore import explore, replay
 from tmemref.sim.sched import Scenario, World, run
 
-CACHE = Path(__file__).resolve().parent.parent / "book" / "data" / "explore_k2.json"
+CACHE = Path(__file__).resolve().parent.parent / "book" / "_data" / "explore_k2.json"
 NEW = {"put-evict": "none", "relinquish": "none", "xen-4.5": "none",
        "xen-4.5-window": "invariant", "racy-pgp-count": "lost-page"}
 
