@@ -1106,6 +1106,16 @@ class Host:
         """The host clock: ``clock()`` if one was given, else the hypercalls made so far."""
         return self.total_tmem_ops if self.clock is None else self.clock()
 
+    def every_pool(self):
+        """Yield each live pool once — a shared pool sits in the slots of every client that
+        joined it — in client then slot order. O(clients x slots)."""
+        seen = set()
+        for client in self.clients.values():
+            for _, pool in client.pool_slots():
+                if id(pool) not in seen:
+                    seen.add(id(pool))
+                    yield pool
+
     def page_of(self, pgp) -> bytes:
         """The 4096 bytes a stored pgp holds, whatever its form (frame, compressed, pcd)."""
         out = bytearray(PAGE_SIZE)

@@ -235,25 +235,20 @@ def block_kinds(host: Host) -> dict:
     client that joined), ``pcd`` and ``pcd data`` (owner None: no client). The owner of the
     others is the client that owns their pool. O(structures)."""
     out = {}
-    seen = set()
-    for client in host.clients.values():
-        for _, pool in client.pool_slots():
-            if id(pool) in seen:
-                continue
-            seen.add(id(pool))
-            owner = pool.client.cli_id
-            for sharer, meta in zip(pool.share_list, pool.share_meta):
-                out[meta] = ("sharelist", sharer.cli_id)
-            for obj in pool.objects():
-                out[obj.meta] = ("object", owner)
-                if obj.tree.height:
-                    metas = []
-                    collect_node_metas(obj.tree.root, obj.tree.height, metas)
-                    out.update((m, ("radix node", owner)) for m in metas)
-                for _, pgp in obj.tree.items():
-                    out[pgp.meta] = ("pgp", owner)
-                    if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
-                        out[pgp.data] = ("compressed page", owner)
+    for pool in host.every_pool():
+        owner = pool.client.cli_id
+        for sharer, meta in zip(pool.share_list, pool.share_meta):
+            out[meta] = ("sharelist", sharer.cli_id)
+        for obj in pool.objects():
+            out[obj.meta] = ("object", owner)
+            if obj.tree.height:
+                metas = []
+                collect_node_metas(obj.tree.root, obj.tree.height, metas)
+                out.update((m, ("radix node", owner)) for m in metas)
+            for _, pgp in obj.tree.items():
+                out[pgp.meta] = ("pgp", owner)
+                if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
+                    out[pgp.data] = ("compressed page", owner)
     if host.pcd is not None:
         for pcd in host.pcd.pcds():
             out[pcd.meta] = ("pcd", None)

@@ -42,7 +42,7 @@ from ..core.host import Host
 from ..ds.dlist import list_iter
 from ..ds.rbtree import RBTree
 from ..host.compress import DecompressError
-from .study import SECOND, Policy
+from .study import Policy, walk_for_victim
 from .trees import DepthStats, tree_depths
 
 __all__ = ["memory_flow", "xl_uuid_text", "pages_top_down", "pages_bottom_up", "fib_bucket",
@@ -667,18 +667,10 @@ class SlruPolicy(Policy):
         if owner is not None:
             raise ValueError("SlruPolicy keeps no per-owner lists")
         for segment in (self.probation, self.protected):
-            again, victim = [], None
-            for key in segment:
-                verdict = True if accept is None else accept(key)
-                if verdict is True:
-                    victim = key
-                    break
-                if verdict == SECOND:
-                    again.append(key)
-            for key in again:
-                segment.move_to_end(key)
-            if victim is None:
-                victim = next((k for k in again if accept(k) is True), None)
+            if accept is None:
+                victim = next(iter(segment), None)
+            else:
+                victim = walk_for_victim(segment, accept, segment.move_to_end)
             if victim is not None:
                 del segment[victim]
                 return victim

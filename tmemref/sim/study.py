@@ -279,6 +279,26 @@ def make_case(name: str, data=None) -> Case:
 
 
 # --- policies ------------------------------------------------------------------------------------
+def walk_for_victim(walk, accept, to_young):
+    """The eviction walk over ``walk`` (keys, oldest first): the first key ``accept`` answers
+    True for; each key it answers :data:`SECOND` for is sent to the young end (``to_young``)
+    after the walk, and if none was True the walk goes on into those, in order, as Xen's walk
+    reaches the pages it sent back. None if no key is accepted. O(keys walked)."""
+    victim, again = None, []
+    for key in walk:
+        verdict = accept(key)
+        if verdict is True:
+            victim = key
+            break
+        if verdict == SECOND:
+            again.append(key)
+    for key in again:
+        to_young(key)
+    if victim is None:
+        victim = next((k for k in again if accept(k) is True), None)
+    return victim
+
+
 class Policy:
     """The order in which a model tmem gives up its resident pages.
 
@@ -356,18 +376,7 @@ class ListPolicy(Policy):
         if accept is None:
             victim = next(iter(walk), None)
         else:
-            victim, again = None, []
-            for key in walk:
-                verdict = accept(key)
-                if verdict is True:
-                    victim = key
-                    break
-                if verdict == SECOND:
-                    again.append(key)
-            for key in again:
-                self._to_young(key)
-            if victim is None:            # the walk reaches the pages it sent back, in order
-                victim = next((k for k in again if accept(k) is True), None)
+            victim = walk_for_victim(walk, accept, self._to_young)
         if victim is not None:
             self.remove(victim)
         return victim

@@ -71,21 +71,16 @@ def frame_states(host):
         own = mem.domains[domid].own_frames
         if own:
             codes[np.asarray(own, dtype=np.int64)] = dom_base[domid]
-    seen = set()
-    for client in host.clients.values():
-        for _, pool in client.pool_slots():
-            if id(pool) in seen:
-                continue
-            seen.add(id(pool))
-            for obj in pool.objects():
-                for _, pgp in obj.tree.items():
-                    if pgp.size == 0 and pgp.data is not None:
-                        f = int(pgp.data)
-                        o = int(owner[f])
-                        if o == ANON:
-                            codes[f] = 2
-                        elif o in dom_base:
-                            codes[f] = dom_base[o] + 1
+    for pool in host.every_pool():
+        for obj in pool.objects():
+            for _, pgp in obj.tree.items():
+                if pgp.size == 0 and pgp.data is not None:
+                    f = int(pgp.data)
+                    o = int(owner[f])
+                    if o == ANON:
+                        codes[f] = 2
+                    elif o in dom_base:
+                        codes[f] = dom_base[o] + 1
     return codes, names, colours
 
 
