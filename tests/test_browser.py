@@ -190,6 +190,10 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
     foreign: list[str] = []
     failed: list[str] = []
     js_errors: list[str] = []
+    pending: set[str] = set()                 # requests sent and not yet answered or failed
+    page.on("request", lambda r: pending.add(r.url))
+    page.on("requestfinished", lambda r: pending.discard(r.url))
+    page.on("requestfailed", lambda r: pending.discard(r.url))
 
     def gate(route):
         url = route.request.url
@@ -221,7 +225,15 @@ def test_page_renders_offline(browser, site_url, built_site, page_path):
             except Exception:
                 pass  # reported below with the list of widgets that did not render
             widgets = page.evaluate(WIDGET_STATUS_JS)
-        page.wait_for_load_state("networkidle")
+        try:
+            page.wait_for_load_state("networkidle")
+        except Exception as e:                 # playwright's TimeoutError
+            if type(e).__name__ != "TimeoutError":
+                raise
+            # Chromium's idle signal can be missed on a loaded machine; what matters is that
+            # nothing the page asked for is still outstanding.
+            page.wait_for_timeout(1000)
+            assert not pending, f"requests still pending after 30 s: {sorted(pending)}"
         broken_images = page.evaluate(BROKEN_IMAGES_JS)
         clipped = []
         for width in WIDTHS:
