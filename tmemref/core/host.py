@@ -1264,27 +1264,13 @@ class Host:
         """Host invariant 7 (see :meth:`check`)."""
         allocators = {id(a): a for a in ([self.eph_mempool, self.infra_pool]
                                          + [c.persistent_pool for c in self.clients.values()])}
-        want = {key: [] for key in allocators}
-        infra = want[id(self.infra_pool)]
         for pool in pools:
-            blocks = want.get(id(pool.mempool))
-            if blocks is None:
+            if id(pool.mempool) not in allocators:
                 raise InvariantError(f"host invariant 7: {pool} allocates from a pool no live "
                                      "client owns")
-            infra += pool.share_meta
-            for obj in pool.objects():
-                blocks.append(obj.meta)
-                if obj.tree.height:
-                    collect_node_metas(obj.tree.root, obj.tree.height, blocks)
-                for _, pgp in obj.tree.items():
-                    blocks.append(pgp.meta)
-                    if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
-                        blocks.append(pgp.data)
-        if self.pcd is not None:
-            for pcd in self.pcd.pcds():
-                infra.append(pcd.meta)           # the descriptor: no pool (Xen: NULL)
-                if pcd.size and (pcd.compressed or pcd.size < PAGE_SIZE):
-                    want[id(self.eph_mempool)].append(pcd.data)   # the data: ephemeral pools'
+        want = {key: [] for key in allocators}
+        for allocator, addr, _, _ in self.sub_page_blocks(pools):
+            want[id(allocator)].append(addr)
         for a in allocators.values():
             a.check()
             blocks = want[id(a)]
@@ -1297,6 +1283,34 @@ class Host:
                     f"structures use {len(blocks)} ({len(set(blocks))} distinct); leaked "
                     f"{[hex(x) for x in leaked]}, unallocated {[hex(x) for x in missing]}")
 
+    def sub_page_blocks(self, pools=None):
+        """Yield ``(allocator, address, kind, owner)`` for every sub-page block the structures
+        use, from the pools given (default: :meth:`every_pool`) and the dedup layer. Kinds:
+        ``object``, ``radix node``, ``pgp`` and ``compressed page`` from the pool's allocator,
+        owned by the client that owns the pool; ``sharelist`` from the infrastructure pool,
+        owned by the client that joined; ``pcd`` (infrastructure pool) and ``pcd data``
+        (ephemeral pool), owned by no client (None). O(structures)."""
+        infra = self.infra_pool
+        for pool in self.every_pool() if pools is None else pools:
+            mp, owner = pool.mempool, pool.client.cli_id
+            for sharer, meta in zip(pool.share_list, pool.share_meta):
+                yield infra, meta, "sharelist", sharer.cli_id
+            for obj in pool.objects():
+                yield mp, obj.meta, "object", owner
+                if obj.tree.height:
+                    metas = []
+                    collect_node_metas(obj.tree.root, obj.tree.height, metas)
+                    for meta in metas:
+                        yield mp, meta, "radix node", owner
+                for _, pgp in obj.tree.items():
+                    yield mp, pgp.meta, "pgp", owner
+                    if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
+                        yield mp, pgp.data, "compressed page", owner
+        if self.pcd is not None:
+            for pcd in self.pcd.pcds():
+                yield infra, pcd.meta, "pcd", None      # the descriptor: no pool (Xen: NULL)
+                if pcd.size and (pcd.compressed or pcd.size < PAGE_SIZE):
+                    yield self.eph_mempool, pcd.data, "pcd data", None
 
 def _usable(allocator, addr) -> int:
     """Payload bytes of an allocated block, -1 if ``addr`` is none."""

@@ -45,8 +45,6 @@ from ..abi import TmemOp
 from ..core import evict
 from ..core.host import Host
 from ..core.obj import SIZE_RAW
-from ..core.pcd import Pcd
-from ..ds.radix import collect_node_metas
 from ..guest import TmemOps
 from ..host.alloc import SIZEOF, tmem_pool
 from ..host.compress import get_codec
@@ -230,32 +228,12 @@ def tlsf_tour(sizes=None):
 # --- whose blocks --------------------------------------------------------------------------------
 
 def block_kinds(host: Host) -> dict:
-    """``{payload address: (kind, owner)}`` for every sub-page block the host's structures use:
-    kinds ``object``, ``radix node``, ``pgp``, ``compressed page``, ``sharelist`` (owner: the
-    client that joined), ``pcd`` and ``pcd data`` (owner None: no client). The owner of the
-    others is the client that owns their pool. O(structures)."""
-    out = {}
-    for pool in host.every_pool():
-        owner = pool.client.cli_id
-        for sharer, meta in zip(pool.share_list, pool.share_meta):
-            out[meta] = ("sharelist", sharer.cli_id)
-        for obj in pool.objects():
-            out[obj.meta] = ("object", owner)
-            if obj.tree.height:
-                metas = []
-                collect_node_metas(obj.tree.root, obj.tree.height, metas)
-                out.update((m, ("radix node", owner)) for m in metas)
-            for _, pgp in obj.tree.items():
-                out[pgp.meta] = ("pgp", owner)
-                if pgp.size != SIZE_RAW and type(pgp.data) is not Pcd:
-                    out[pgp.data] = ("compressed page", owner)
-    if host.pcd is not None:
-        for pcd in host.pcd.pcds():
-            out[pcd.meta] = ("pcd", None)
-            if pcd.size and (pcd.compressed or pcd.size < PAGE_SIZE):
-                out[pcd.data] = ("pcd data", None)
-    return out
-
+    """``{payload address: (kind, owner)}`` for every sub-page block the host's structures use
+    (:meth:`Host.sub_page_blocks`): kinds ``object``, ``radix node``, ``pgp``, ``compressed
+    page``, ``sharelist`` (owner: the client that joined), ``pcd`` and ``pcd data`` (owner
+    None: no client); the owner of the others is the client that owns their pool.
+    O(structures)."""
+    return {addr: (kind, owner) for _, addr, kind, owner in host.sub_page_blocks()}
 
 def pool_blocks(host: Host, allocator) -> list:
     """The blocks of ``allocator`` (one of the host's TLSF pools), frame by frame in address
