@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 
 from tmemref import Host, InvariantError, abi
-from tmemref.ds.dlist import ListHead, list_add_tail, list_del
+from tmemref.ds.dlist import (ListHead, ListHead2, list_add_tail, list_del, list2_add_tail,
+                              list2_del)
 from tmemref.host.frames import PAGE_LIST, PAGE_SIZE
 
 from helpers import auth, cpage, flush_page, new_pool, page, put
@@ -99,14 +100,14 @@ def test_host_2_objects_are_checked(h):
 def test_host_3_pgp_unlinked_from_global_list(h):
     # the page's own links are checked first (pgp invariant 3, part of host invariant 3)
     pgp = pgp_at(h, 1, E, A, 1)
-    list_del(pgp.link_a)
+    list_del(pgp)
     with pytest.raises(InvariantError, match="(host|pgp) invariant 3"):
         h.check()
 
 
 def test_host_3_pgp_unlinked_from_global_list_count_adjusted(h):
     pgp = pgp_at(h, 1, E, A, 1)
-    list_del(pgp.link_a)
+    list_del(pgp)
     h.eph_count -= 1                                       # the count agrees, the trees do not
     with pytest.raises(InvariantError, match="(host|pgp) invariant 3"):
         h.check()
@@ -114,15 +115,15 @@ def test_host_3_pgp_unlinked_from_global_list_count_adjusted(h):
 
 def test_host_3_pgp_unlinked_from_client_list(h):
     pgp = pgp_at(h, 1, E, B, 0)
-    list_del(pgp.link_b)
+    list2_del(pgp)
     with pytest.raises(InvariantError, match="(host|pgp) invariant 3"):
         h.check()
 
 
 def test_host_3_pgp_on_the_wrong_clients_list(h):
     pgp = pgp_at(h, 1, E, B, 0)
-    list_del(pgp.link_b)
-    list_add_tail(pgp.link_b, h.clients[2].eph_list)
+    list2_del(pgp)
+    list2_add_tail(pgp, h.clients[2].eph_list)
     h.clients[1].eph_count -= 1
     h.clients[2].eph_count += 1
     h.clients[2].eph_count_max = max(h.clients[2].eph_count_max, h.clients[2].eph_count)
@@ -144,7 +145,7 @@ def test_host_3_client_eph_count_above_max(h):
 
 def test_host_3_persistent_pgp_on_the_global_list(h):
     pgp = pgp_at(h, 1, P, A, 0)
-    list_add_tail(pgp.link_a, h.eph_list)
+    list_add_tail(pgp, h.eph_list)
     h.eph_count += 1
     with pytest.raises(InvariantError, match="(host|pgp) invariant 3"):
         h.check()
@@ -154,7 +155,7 @@ def test_host_3_pgp_on_global_list_twice(h):
     # the same pgp twice: a second node owned by it replaces another pgp's node
     victim = pgp_at(h, 1, E, A, 0)
     twin = pgp_at(h, 1, E, A, 1)
-    victim.link_a.owner = twin
+    victim.owner = twin
     with pytest.raises(InvariantError, match="(host|pgp) invariant 3"):
         h.check()
 
@@ -176,14 +177,14 @@ def deadline(seconds):
 def test_host_3_lru_ring_that_never_returns_to_the_head(h):
     # a broken ring must be reported, not walked forever (dlist.list_check guards this)
     pgp = pgp_at(h, 1, E, A, 1)
-    pgp.link_a.next = pgp.link_a
+    pgp.next = pgp
     with deadline(2), pytest.raises(InvariantError, match="invariant"):
         h.check()
 
 
 def test_pool_3_persistent_ring_that_never_returns_to_the_head(h):
     pgp = pgp_at(h, 1, P, A, 0)
-    pgp.link_b.next = pgp.link_b
+    pgp.next2 = pgp
     with deadline(2), pytest.raises(InvariantError, match="invariant"):
         pool(h, 1, P).check()
 
@@ -294,7 +295,7 @@ def test_pool_2_counts(h, counter):
 
 def test_pool_3_persistent_pgp_off_the_list(h):
     p = pool(h, 1, P)
-    list_del(pgp_at(h, 1, P, A, 1).link_b)
+    list2_del(pgp_at(h, 1, P, A, 1))
     with pytest.raises(InvariantError, match="pool invariant 3"):
         p.check()
 
@@ -302,16 +303,16 @@ def test_pool_3_persistent_pgp_off_the_list(h):
 def test_pool_3_persistent_list_holds_a_stranger(h):
     p = pool(h, 1, P)
     stray = pgp_at(h, 1, P, A, 1)
-    node = ListHead(pgp_at(h, 1, E, A, 0))                 # an ephemeral pgp of another pool
-    list_del(stray.link_b)
-    list_add_tail(node, p.pers_list)
+    node = ListHead2(pgp_at(h, 1, E, A, 0))                # an ephemeral pgp of another pool
+    list2_del(stray)
+    list2_add_tail(node, p.pers_list)
     with pytest.raises(InvariantError, match="pool invariant 3"):
         p.check()
 
 
 def test_pool_3_ephemeral_pool_with_a_persistent_list(h):
     p = pool(h, 1, E)
-    list_add_tail(ListHead(pgp_at(h, 1, E, A, 0)), p.pers_list)
+    list2_add_tail(ListHead2(pgp_at(h, 1, E, A, 0)), p.pers_list)
     with pytest.raises(InvariantError, match="pool invariant 3"):
         p.check()
 
@@ -538,8 +539,8 @@ def test_pgp_2_raw_pgp_without_a_frame(h):
 
 
 def test_pgp_3_persistent_pgp_linked_through_link_a(h):
-    # link_a of a persistent pgp is unused unless it was freed while live-migrating
+    # link a of a persistent pgp is unused unless it was freed while live-migrating
     pgp = pgp_at(h, 1, P, A, 0)
-    list_add_tail(pgp.link_a, ListHead())
+    list_add_tail(pgp, ListHead())
     with pytest.raises(InvariantError):
         h.check()

@@ -1,7 +1,7 @@
 """Xen: ``struct client`` — everything tmem knows about one guest (domain)."""
 from __future__ import annotations
 
-from ..ds.dlist import ListHead
+from ..ds.dlist import Head2
 from ..host.alloc import client_pool
 
 MAX_POOLS_PER_DOMAIN = 16
@@ -43,7 +43,7 @@ class Client:
         self.frozen = False               # new puts refused with -EFROZEN
         self.was_frozen = False           # frozen state before a save froze it
         self.live_migrating = False       # between SAVE_BEGIN(live) and SAVE_END
-        self.eph_list = ListHead()        # this client's ephemeral pgps, oldest first
+        self.eph_list = Head2()           # this client's ephemeral pgps, oldest first
         self.eph_count = 0                # len(eph_list)
         self.eph_count_max = 0            # high-water mark of eph_count
         self.shared_auth_uuid: list = []  # uuids this client may join (<= 16)

@@ -23,7 +23,7 @@ Persistent pages are never on these lists, so they are never evicted.
 """
 from __future__ import annotations
 
-from ..ds.dlist import list_del, list_iter, list_move_tail
+from ..ds.dlist import list_del, list_iter, list_move_tail, list2_del, list2_move_tail
 from .obj import pgp_forget
 
 SKIP_DYING = "pool dying"
@@ -93,8 +93,8 @@ def tmem_evict(host, client, trace=None) -> int:
                     continue
                 if pcd.ref_count > 1 and not pgp.eviction_attempted:
                     pgp.eviction_attempted = True
-                    list_move_tail(pgp.link_a, host.eph_list)
-                    list_move_tail(pgp.link_b, pool.client.eph_list)
+                    list_move_tail(pgp, host.eph_list)
+                    list2_move_tail(pgp, pool.client.eph_list)
                     pcd_lock.write_unlock()
                     pcd_lock = None
                     obj.lock.release()
@@ -117,8 +117,8 @@ def tmem_evict(host, client, trace=None) -> int:
         if victim is None:
             return 0
         owner = pool.client
-        list_del(pgp.link_a)
-        list_del(pgp.link_b)
+        list_del(pgp)
+        list2_del(pgp)
         host.eph_count -= 1
         owner.eph_count -= 1
     finally:

@@ -31,7 +31,8 @@ import numpy as np
 from .. import abi
 from ..ds.radix import collect_node_metas
 from ..ds.dlist import (ListHead, list_add_tail, list_check, list_del, list_iter,
-                        list_linked, list_move_tail)
+                        list_linked, list_move_tail, list2_add_tail, list2_del, list2_linked,
+                        list2_move_tail)
 from ..errors import InvariantError
 from ..host.alloc import SIZEOF, MAX_ALLOC, LARGEST_FIT, tmem_pool
 from ..host.compress import default_codec, get_codec
@@ -528,8 +529,8 @@ class Host:
         try:
             moved = [n.owner for n in list_iter(old.eph_list) if n.owner.obj.pool is pool]
             for pgp in moved:
-                list_del(pgp.link_b)
-                list_add_tail(pgp.link_b, new_owner.eph_list)
+                list2_del(pgp)
+                list2_add_tail(pgp, new_owner.eph_list)
             old.eph_count -= len(moved)
             new_owner.eph_count += len(moved)
             if new_owner.eph_count > new_owner.eph_count_max:
@@ -750,8 +751,8 @@ class Host:
         else:
             self.eph_lists_lock.acquire()
             try:
-                list_del(pgp.link_a)
-                list_del(pgp.link_b)
+                list_del(pgp)
+                list2_del(pgp)
                 self.eph_count -= 1
                 pool.client.eph_count -= 1
             finally:
@@ -874,14 +875,14 @@ class Host:
         if pool.persistent:
             self.pers_lists_lock.acquire()
             try:
-                list_add_tail(pgp.link_b, pool.pers_list)
+                list2_add_tail(pgp, pool.pers_list)
             finally:
                 self.pers_lists_lock.release()
         else:
             self.eph_lists_lock.acquire()
             try:
-                list_add_tail(pgp.link_a, self.eph_list)
-                list_add_tail(pgp.link_b, client.eph_list)
+                list_add_tail(pgp, self.eph_list)
+                list2_add_tail(pgp, client.eph_list)
                 self.eph_count += 1
                 if self.eph_count > self.global_eph_count_max:
                     self.global_eph_count_max = self.eph_count
@@ -954,8 +955,8 @@ class Host:
             elif pool.shared:
                 self.eph_lists_lock.acquire()
                 try:
-                    list_move_tail(pgp.link_a, self.eph_list)
-                    list_move_tail(pgp.link_b, client.eph_list)
+                    list_move_tail(pgp, self.eph_list)
+                    list2_move_tail(pgp, client.eph_list)
                 finally:
                     self.eph_lists_lock.release()
                 obj.last_client = caller_id
@@ -1337,10 +1338,10 @@ def _check_pgp(pgp, pool, dedup: bool) -> None:
         raise InvariantError(f"pgp invariant 2: compressed {pgp} says {pgp.size} bytes but "
                              f"its block {data!r:.60} is not that big")
     if pool.persistent:
-        if list_linked(pgp.link_a) or not list_linked(pgp.link_b):
+        if list_linked(pgp) or not list2_linked(pgp):
             raise InvariantError(f"pgp invariant 3: persistent {pgp} must be on its pool's list "
-                                 f"(link_b) and on no LRU list (link_a)")
-    elif not (list_linked(pgp.link_a) and list_linked(pgp.link_b)):
+                                 f"(link b) and on no LRU list (link a)")
+    elif not (list_linked(pgp) and list2_linked(pgp)):
         raise InvariantError(f"pgp invariant 3: ephemeral {pgp} must be on both LRU lists")
 
 

@@ -6,7 +6,7 @@ keyed by the 32-bit page index. A pgp describes one stored page and points back 
 """
 from __future__ import annotations
 
-from ..ds.dlist import ListHead
+from ..ds.dlist import ListHead2
 from ..ds.radix import RadixTree
 from ..errors import InvariantError
 from ..host.locks import SpinLock, RANK_OBJ
@@ -15,8 +15,11 @@ from ..host.locks import SpinLock, RANK_OBJ
 SIZE_RAW = 0
 
 
-class Pgp(ListHead):
+class Pgp(ListHead2):
     """Xen: ``struct tmem_page_descriptor`` — one stored page.
+
+    Like the C struct, a pgp embeds both its list heads: its :class:`ListHead` links
+    (``prev``/``next``, "link a") and its second links (``prev2``/``next2``, "link b").
 
     Invariants (checked by :meth:`Host.check`, which sees the lists):
 
@@ -24,23 +27,22 @@ class Pgp(ListHead):
     2. ``size == 0`` ⇒ ``data`` is a frame number holding the whole page; ``size > 0`` ⇒
        ``data`` is the address of ``size`` bytes of compressed page in its pool's allocator;
        on a dedup host an ephemeral pgp's ``data`` is its :class:`~tmemref.core.pcd.Pcd`.
-    3. Ephemeral: ``link_a`` on the global ephemeral list and ``link_b`` on the owner client's
-       ephemeral list. Persistent: ``link_b`` on the pool's persistent list, ``link_a`` unlinked.
+    3. Ephemeral: link a on the global ephemeral list and link b on the owner client's
+       ephemeral list. Persistent: link b on the pool's persistent list, link a unlinked.
        (Xen keeps a persistent pgp freed during live migration, on the client's invalidated list
-       through the ``link_a`` union, with its handle written over ``link_b`` and ``timestamp``;
+       through the link-a union, with its handle written over link b and ``timestamp``;
        tmemref logs the handle on ``Client.invalidated`` and frees the pgp.)
     """
-    __slots__ = ("obj", "index", "size", "data", "link_a", "link_b", "eviction_attempted",
-                 "timestamp", "meta")
+    __slots__ = ("obj", "index", "size", "data", "eviction_attempted", "timestamp", "meta")
 
     def __init__(self, obj, index: int):
-        ListHead.__init__(self, self)     # the pgp embeds its first list head (as C embeds
-        self.link_a = self                # a list_head): union: global eph list | client inval. list
+        self.prev = self.next = self      # link a (union: global eph list | client invalidated
+        self.owner = self                 # list); the owner of both links is the pgp itself
+        self.prev2 = self.next2 = self    # link b (union: client eph list | pool persistent list)
         self.obj = obj                    # back pointer: the object holding this page
         self.index = index                # page index in the object (u32)
         self.size = SIZE_RAW              # 0: whole frame in data; n>0: n compressed bytes
         self.data = None                  # frame number (size 0) or bytes (size > 0); None: no data yet
-        self.link_b = ListHead(self)      # union: client eph list | pool persistent list
         self.eviction_attempted = False   # dedup second chance: already sent to the back once
         self.timestamp = 0                # host clock when stored (for life-time statistics)
         self.meta = None                  # its own block in its pool's allocator
@@ -53,9 +55,7 @@ def pgp_forget(pgp) -> None:
     """A freed, delisted pgp drops its links, as Xen's ``list_del`` poisons them: an unlinked
     list head points at itself, and such self-references would leave every freed pgp to the
     cycle collector."""
-    lb = pgp.link_b
-    lb.prev = lb.next = lb.owner = None
-    pgp.prev = pgp.next = pgp.owner = pgp.link_a = pgp.link_b = None
+    pgp.prev = pgp.next = pgp.owner = pgp.prev2 = pgp.next2 = None
 
 
 class Obj:

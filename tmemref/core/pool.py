@@ -5,7 +5,7 @@ flushed: swap), private or shared (several clients find it by a 128-bit uuid).
 """
 from __future__ import annotations
 
-from ..ds.dlist import ListHead, list_check, list_iter
+from ..ds.dlist import Head2, list_check, list_iter
 from ..ds.rbtree import RBTree
 from ..errors import InvariantError
 from ..host.locks import RWLock, RANK_POOL
@@ -53,7 +53,7 @@ class Pool:
         self.share_list: list = []        # clients sharing it (shared pools), in join order
         self.share_meta: list = []        # the sharelist entries' addresses, in the same order
         self.shared_count = 0             # len(share_list)
-        self.pers_list = ListHead()       # persistent_page_list (save/restore order)
+        self.pers_list = Head2()          # persistent_page_list (save/restore order)
         self.cur_pgp = None               # save cursor over pers_list
         self.pgp_count = self.pgp_count_max = 0
         self.obj_count = self.obj_count_max = 0

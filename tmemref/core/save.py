@@ -15,8 +15,8 @@ the client's invalidation log, and once the guest is paused ``SAVE_GET_NEXT_INV`
 to the toolstack, which makes the target flush those pages. ``SAVE_END`` ends the migration.
 
 The save cursor of a pool (``Pool.cur_pgp``) is the list node after which the next
-``SAVE_GET_NEXT_PAGE`` continues: a pgp's ``link_b``, or the persistent list's head. When the
-page under the cursor is freed, the cursor steps back to the previous node, so the walk goes
+``SAVE_GET_NEXT_PAGE`` continues: a pgp (on the list through its link b), or the persistent
+list's head. When the page under the cursor is freed, the cursor steps back to the previous node, so the walk goes
 on where it was (Xen instead keeps the freed descriptor on the list).
 
 Return values are those of Xen <= 4.5 (``TMEMC_*`` numbering): -1 for an unknown client or
@@ -30,7 +30,7 @@ import errno
 import struct
 
 from .. import abi
-from ..ds.dlist import list_del, list_empty
+from ..ds.dlist import list2_del, list_empty
 from ..host.alloc import MAX_ALLOC
 from ..host.frames import PAGE_SIZE
 from .obj import SIZE_RAW, Pgp
@@ -197,7 +197,7 @@ def save_get_next_page(host, pool, pool_id: int, buf, bufsize: int) -> int:
             if "skip_first_page" in host.save_bugs:
                 node = _next_node_skipping_first(pool, head)
             else:
-                node = (head if pool.cur_pgp is None else pool.cur_pgp).next
+                node = (head if pool.cur_pgp is None else pool.cur_pgp).next2
                 if node is head:
                     return -1
             if node is None:
@@ -223,10 +223,10 @@ def _next_node_skipping_first(pool, head):
     if list_empty(head):
         return None
     if cur is None:
-        cur = head.next
-    elif cur.next is head:
+        cur = head.next2
+    elif cur.next2 is head:
         return None
-    return cur.next
+    return cur.next2
 
 
 def save_get_next_inv(host, client, buf, bufsize: int) -> int:
@@ -310,13 +310,12 @@ def delist_persistent(pool, pgp) -> None:
     """Xen: the persistent half of ``pgp_delist_free`` (``pers_lists_spinlock`` held): take
     ``pgp`` off its pool's list, stepping the save cursor back if it is on it, and — while
     the owner is migrating — log its handle on the owner's invalidation log. O(1)."""
-    link = pgp.link_b
-    if pool.cur_pgp is link:
-        pool.cur_pgp = link.prev
+    if pool.cur_pgp is pgp:
+        pool.cur_pgp = pgp.prev2
     client = pool.client
     if client.live_migrating:
         client.invalidated.append((pool.pool_id, pgp.obj.oid, pgp.index))
-    list_del(link)
+    list2_del(pgp)
 
 
 def check_client(host, client) -> None:
@@ -338,6 +337,6 @@ def check_client(host, client) -> None:
         owner = None if cur is None else cur.owner
         if cur is not None and cur is not pool.pers_list and (
                 not isinstance(owner, Pgp) or owner.obj is None or owner.obj.pool is not pool
-                or owner.link_b is not cur):
+                or owner is not cur):
             raise InvariantError(f"client invariant 5: the save cursor of pool {pool.pool_id} "
                                  "is not on its persistent list")

@@ -32,7 +32,23 @@ owner from the address of the embedded node, which here is the explicit ``owner`
 ``list_del`` poisons the pointers of the removed node; here every removal re-initialises it
 (``list_del_init`` semantics), so a removed node can be tested with :func:`list_linked` and
 re-added at once.
+
+**Two lists at once.** A C struct on two lists embeds two ``list_head`` structs. A Python
+object has one identity, so :class:`ListHead2` carries its second pair of links as the fields
+``prev2`` and ``next2``; a list threaded through them has a :class:`Head2` as its head. The
+``list2_*`` functions change such a list; the reading functions (:func:`list_iter`,
+:func:`list_owners`, :func:`list_len`, :func:`list_empty`, :func:`list_check`) see from the
+head's type which pair to follow.
+
+>>> h1, h2, x = ListHead(), Head2(), ListHead2("x")
+>>> list_add_tail(x, h1); list2_add_tail(x, h2)
+>>> list(list_owners(h1)), list(list_owners(h2)), list_linked(x), list2_linked(x)
+(['x'], ['x'], True, True)
+>>> list2_del(x); list(list_owners(h2)), list(list_owners(h1))
+([], ['x'])
 """
+
+import operator
 
 from tmemref.errors import InvariantError
 
@@ -48,6 +64,12 @@ __all__ = [
     "list_owners",
     "list_len",
     "list_check",
+    "ListHead2",
+    "Head2",
+    "list2_add_tail",
+    "list2_del",
+    "list2_move_tail",
+    "list2_linked",
 ]
 
 
@@ -155,12 +177,83 @@ def list_move_tail(node, head):
     head.prev = node
 
 
+# --- the second pair of links -------------------------------------------------------------------
+class ListHead2(ListHead):
+    """A node that can be on two lists at once: :class:`ListHead`'s links, plus a second pair
+    ``prev2``/``next2`` (``self`` when not on a second list), followed from a :class:`Head2`.
+    Xen: a struct embedding two ``struct list_head`` fields."""
+
+    __slots__ = ("prev2", "next2")
+
+    def __init__(self, owner=None):
+        ListHead.__init__(self, owner)
+        self.prev2 = self
+        self.next2 = self
+
+
+class Head2:
+    """The sentinel head of a list threaded through the second links of :class:`ListHead2`
+    nodes. Empty: it points at itself."""
+
+    __slots__ = ("prev2", "next2", "owner")
+
+    def __init__(self):
+        self.prev2 = self
+        self.next2 = self
+        self.owner = None
+
+    def __repr__(self):
+        return f"<Head2 {'empty' if self.next2 is self else 'non-empty'}>"
+
+
+def list2_add_tail(node, head):
+    """:func:`list_add_tail` through the second links: ``node`` at the tail of ``head``. O(1).
+    ``ValueError`` if ``node`` is already on a second list."""
+    if node.next2 is not node:
+        raise ValueError("list2_add_tail: node is already on a list")
+    prv = head.prev2
+    prv.next2 = node
+    node.prev2 = prv
+    node.next2 = head
+    head.prev2 = node
+
+
+def list2_del(node):
+    """:func:`list_del` through the second links (the node then points at itself). O(1)."""
+    prv = node.prev2
+    nxt = node.next2
+    prv.next2 = nxt
+    nxt.prev2 = prv
+    node.prev2 = node
+    node.next2 = node
+
+
+def list2_move_tail(node, head):
+    """:func:`list_move_tail` through the second links. O(1)."""
+    prv = node.prev2
+    nxt = node.next2
+    prv.next2 = nxt
+    nxt.prev2 = prv
+    prv = head.prev2
+    prv.next2 = node
+    node.prev2 = prv
+    node.next2 = head
+    head.prev2 = node
+
+
+def list2_linked(node):
+    """Return True if ``node`` is on a list through its second links. O(1)."""
+    return node.next2 is not node
+
+
 def list_empty(head):
     """Return True if the list headed by ``head`` has no node. O(1).
 
     >>> list_empty(ListHead())
     True
     """
+    if head.__class__ is Head2:
+        return head.next2 is head
     return head.next is head
 
 
@@ -187,6 +280,13 @@ def list_iter(head):
     >>> [n.owner for n in list_iter(h)]
     [0, 2]
     """
+    if head.__class__ is Head2:
+        node = head.next2
+        while node is not head:
+            nxt = node.next2
+            yield node
+            node = nxt
+        return
     node = head.next
     while node is not head:
         nxt = node.next
@@ -204,11 +304,8 @@ def list_owners(head):
     >>> list(list_owners(h))
     ['x']
     """
-    node = head.next
-    while node is not head:
-        nxt = node.next
+    for node in list_iter(head):
         yield node.owner
-        node = nxt
 
 
 def list_len(head):
@@ -217,12 +314,7 @@ def list_len(head):
     >>> list_len(ListHead())
     0
     """
-    n = 0
-    node = head.next
-    while node is not head:
-        n += 1
-        node = node.next
-    return n
+    return sum(1 for _ in list_iter(head))
 
 
 def list_check(head, count=None, name="list"):
@@ -241,12 +333,15 @@ def list_check(head, count=None, name="list"):
     ...
     tmemref.errors.InvariantError: list invariant 1: node 1's next does not link back
     """
+    second = head.__class__ is Head2
+    nxt = operator.attrgetter("next2" if second else "next")
+    prv = operator.attrgetter("prev2" if second else "prev")
     # 2: the forward walk must come back to head, meeting each node once.
     seen = {id(head)}
     nodes = [head]
-    node = head.next
+    node = nxt(head)
     while node is not head:
-        if not isinstance(node, ListHead):
+        if not isinstance(node, ListHead2 if second else ListHead):
             raise InvariantError(
                 f"{name} invariant 2: ring not closed: after {_label(nodes[-1], head)} comes "
                 f"{node!r}, not a ListHead"
@@ -258,15 +353,15 @@ def list_check(head, count=None, name="list"):
             )
         seen.add(id(node))
         nodes.append(node)
-        node = node.next
+        node = nxt(node)
     # 1: every link is answered by the link back.
     for node in nodes:
-        if node.next.prev is not node:
+        if prv(nxt(node)) is not node:
             raise InvariantError(
                 f"{name} invariant 1: {_label(node, head)}'s next does not "
                 "link back"
             )
-        if node.prev.next is not node:
+        if nxt(prv(node)) is not node:
             raise InvariantError(
                 f"{name} invariant 1: {_label(node, head)}'s prev does not "
                 "link forward"

@@ -3,7 +3,7 @@
 Each list is one row, oldest page on the left (the end eviction takes from), newest on the
 right. A page is named ``d1:p0:(7,0,0)[3]``: pool owner's domain, pool slot, object id, page
 index, and filled with its client's colour. The same pgp sits on the global list (through
-``link_a``) and on its client's list (through ``link_b``); when every list is short enough to
+its first links) and on its client's list (through its second); when every list is short enough to
 show whole, each page of a client row sits in the *column* of its place on the global list, so
 the interleaving of clients on the global list can be read off vertically.
 
