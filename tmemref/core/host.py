@@ -53,6 +53,11 @@ PUT, GET, FLUSH_PAGE, FLUSH_OBJECT = (abi.TMEM_PUT_PAGE, abi.TMEM_GET_PAGE, abi.
                                       abi.TMEM_FLUSH_OBJECT)
 SIZEOF_OBJ, SIZEOF_PGP, SIZEOF_SHARELIST = SIZEOF["obj"], SIZEOF["pgp"], SIZEOF["sharelist"]
 U64, U32 = (1 << 64) - 1, (1 << 32) - 1
+#: Where a pgp's timestamp sits in its block of host memory, in 64-bit words: Xen's x86-64
+#: ``struct tmem_page_descriptor`` ends with it (bytes 64..71 of 72). tmemref keeps the other
+#: fields in the :class:`Pgp` object; the timestamp stays in memory, as in Xen, because a
+#: Python int per page would cost 32 bytes of heap for a number only the statistics read.
+PGP_TIMESTAMP_WORD = 8
 INVALID_UUID = (U64, U64)
 MAX_GLOBAL_SHARED_POOLS = 16
 
@@ -103,10 +108,10 @@ class Host:
       allocator can ever serve (4033..4063 bytes: TLSF rounds such requests up to 4096) is
       stored whole and counted as poor; ``"xen"``: its allocation fails and so does the put
       (-ENOMEM, ``compress_nomem``), as in Xen;
-    * ``clock`` — a callable giving "cycles" for the pools' life-time statistics
-      (``sum_life_cycles``; ``sum_evicted_cycles`` is kept, and never moves, as in Xen);
-      default: the count of hypercalls so far,
-      a logical clock that keeps runs deterministic;
+    * ``clock`` — a callable giving "cycles" (a non-negative int, kept as a u64 in each
+      page's descriptor) for the pools' life-time statistics (``sum_life_cycles``;
+      ``sum_evicted_cycles`` is kept, and never moves, as in Xen); default: the count of
+      hypercalls so far, a logical clock that keeps runs deterministic;
     * ``save_bugs`` — Xen's bugs in save and restore to reproduce (default: none, the
       documented behaviour): names from :data:`tmemref.core.save.SAVE_BUGS`, or ``"xen"`` for
       all of them, as Xen 4.4-4.7 shipped.
@@ -758,8 +763,9 @@ class Host:
             finally:
                 self.eph_lists_lock.release()
         self._pgp_free_data(pgp, pool)
-        pool.mempool.free(pgp.meta)
-        pool.sum_life_cycles += self.now() - pgp.timestamp
+        meta = pgp.meta
+        pool.sum_life_cycles += self.now() - self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD]
+        pool.mempool.free(meta)
         pgp.obj = None
         pgp_forget(pgp)
         pool.pgp_count -= 1
@@ -827,8 +833,8 @@ class Host:
         elif (meta := pool.mempool.alloc(SIZEOF_PGP)) is not None:
             self._track_max(pool)               # Xen's pgp_alloc counts the descriptor now,
             pgp = Pgp(obj, index)               # before the insert or the data can fail
-            pgp.meta = meta
-            pgp.timestamp = self.total_tmem_ops if self.clock is None else self.clock()
+            pgp.meta = meta                     # its timestamp: in its block, as in Xen
+            self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD] = self.now() & U64
             if obj.tree.insert(index, pgp) == 0:
                 obj.pgp_count += 1
                 pool.pgp_count += 1

@@ -33,7 +33,7 @@ class Pgp(ListHead2):
        through the link-a union, with its handle written over link b and ``timestamp``;
        tmemref logs the handle on ``Client.invalidated`` and frees the pgp.)
     """
-    __slots__ = ("obj", "index", "size", "data", "eviction_attempted", "timestamp", "meta")
+    __slots__ = ("obj", "index", "size", "data", "eviction_attempted", "meta")
 
     def __init__(self, obj, index: int):
         self.prev = self.next = self      # link a (union: global eph list | client invalidated
@@ -44,8 +44,8 @@ class Pgp(ListHead2):
         self.size = SIZE_RAW              # 0: whole frame in data; n>0: n compressed bytes
         self.data = None                  # frame number (size 0) or bytes (size > 0); None: no data yet
         self.eviction_attempted = False   # dedup second chance: already sent to the back once
-        self.timestamp = 0                # host clock when stored (for life-time statistics)
-        self.meta = None                  # its own block in its pool's allocator
+        self.meta = None                  # its own block in its pool's allocator, which holds
+                                          # its timestamp (Host: PGP_TIMESTAMP_WORD)
 
     def __repr__(self):
         return f"<pgp {self.obj.oid}[{self.index}] size={self.size}>"
@@ -80,7 +80,8 @@ class Obj:
         self.lock = SpinLock("obj_spinlock", RANK_OBJ)
         self.pgp_count = 0                # pages stored (== len(tree))
         self.objnode_count = 0            # radix-tree interior nodes (== tree.node_count)
-        self.meta = None                  # its own block in its pool's allocator
+        self.meta = None                  # its own block in its pool's allocator, which holds
+                                          # its timestamp (Host: PGP_TIMESTAMP_WORD)
 
     def check(self) -> None:
         """Verify invariants 1-4; raises :class:`InvariantError`."""

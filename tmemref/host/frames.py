@@ -90,6 +90,7 @@ class HostMemory:
         self.nframes = nframes
         self.data = np.zeros((nframes, PAGE_SIZE), dtype=np.uint8)   # physical memory
         self.bytes = memoryview(self.data).cast("B")   # the same memory, flat: frame f at f<<12
+        self.words = self.bytes.cast("Q")              # and as 64-bit words: byte a at word a>>3
         self.owner = np.full(nframes, HEAP, dtype=np.int32)          # state of each frame
         self._own = memoryview(self.owner)             # the same, for cheap one-frame writes
         self.heap = list(range(nframes - 1, -1, -1))   # free, scrubbed frames (a stack)
