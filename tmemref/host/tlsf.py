@@ -673,8 +673,8 @@ class Tlsf:
             end = (f << PAGE_SHIFT) + PAGE_SIZE - BHDR_OVERHEAD
             for b, w in self._chain(f):
                 s = w & SIZE_MASK             # (a size that breaks the tiling is invariant 3's)
-                if w & FREE_BLOCK and b not in listed and MIN_BLOCK_SIZE <= s <= end - b - \
-                        BHDR_OVERHEAD and not s & 15:
+                tiles = not s & 15 and MIN_BLOCK_SIZE <= s <= end - BHDR_OVERHEAD - b
+                if w & FREE_BLOCK and tiles and b not in listed:
                     fail(2, f"free block {b:#x} is on no list")
         # 3-5. tiling, links, coalescing
         chained = set()
