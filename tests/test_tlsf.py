@@ -430,6 +430,21 @@ def test_lock_released_when_the_frame_callbacks_raise():
     assert t.num_regions == 0
 
 
+def test_a_frame_fetched_but_not_used_goes_back():
+    """While the lock is dropped for get_frame, another CPU frees room elsewhere: the search
+    then finds that first, and the fresh frame goes straight back (_unused_region)."""
+    lock = SpinLock("xmem_pool lock", RANK_XMEM)
+    fr = Frames()
+    t = Tlsf("t", lambda: (t.free(a), fr.get())[1] if fr.got else fr.get(), fr.give, lock=lock)
+    a = t.alloc(100)                                  # frame 5: a (112 B), then
+    b = t.alloc(3904)                                 # b, and a 16-byte free tail
+    assert (a, b, fr.got) == (0x5010, 0x5090, [5])
+    assert t.alloc(100) == a                          # no room: frame 9 fetched, a freed
+    assert fr.got == [5, 9] and fr.put == [9] and t.frames == [5]
+    t.check()
+    assert held_locks() == [] and not lock.held
+
+
 def test_order_checker_would_catch_the_lock_held_over_get_frame():
     """The check above can fail: taking heap_lock with the pool lock held is a violation."""
     lock = SpinLock("xmem_pool lock", RANK_XMEM)
