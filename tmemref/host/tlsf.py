@@ -19,8 +19,8 @@ little-endian 64-bit words of host memory (word index = byte address >> 3). At h
     word 3  next free  ... and the block after it (Xen's ``struct free_ptr``: prev, then next)
 
 "No block" is :data:`NO_BLOCK`, all ones, where Xen writes NULL: address 0 is frame 0's first
-header here. The only Python state per pool is constant-sized: the bitmaps, the free-list
-heads (Xen's ``matrix``) and the set of frames held; a block costs no Python object at all.
+header here. A pool's Python state is the bitmaps, the free-list heads (Xen's ``matrix``)
+and the set of frames held: a block costs no Python object at all.
 
 A fresh region is one free block of ``PAGE_SIZE - 2 * BHDR_OVERHEAD`` = 4064 bytes, the
 largest block there can be, which Xen reports as the pool's maximum allocation
