@@ -167,11 +167,27 @@ def stored(host, pool):
     return out
 
 
+def memory_sha256(host) -> str:
+    """sha256 of host memory, all of it except the bytes no state lives in: the payload of each
+    free TLSF block past its two list links, which holds whatever was there before (stale
+    headers, old data), as in Xen. Headers, links and used payloads are all hashed. O(frames)."""
+    flat = host.mem.data.copy().reshape(-1)
+    pools = [host.eph_mempool, host.infra_pool] + [c.persistent_pool
+                                                    for c in host.clients.values()]
+    for a in {id(a): a for a in pools}.values():
+        for f, row in a.describe()["regions"].items():
+            for off, size, state in row:
+                if state == "free":
+                    hdr = (f << 12) + off
+                    flat[hdr + 32:hdr + 16 + size] = 0     # after the header and the links
+    return hashlib.sha256(flat.tobytes()).hexdigest()
+
+
 def snapshot(host) -> dict:
     """All stored state of ``host`` as plain comparable values (no statistics counters)."""
     mem = host.mem
     snap = {
-        "frames_sha256": hashlib.sha256(mem.data.tobytes()).hexdigest(),
+        "frames_sha256": memory_sha256(host),
         "owner": mem.owner.tolist(),
         "heap": list(mem.heap),
         "page_list": list(mem.page_list),

@@ -17,7 +17,7 @@ from tmemref.errors import InvariantError
 from tmemref.host import locks
 from tmemref.host.locks import RANK_HEAP, RANK_PAGE_LIST, RANK_XMEM, SpinLock, held_locks
 from tmemref.host.tlsf import (BHDR_OVERHEAD, FL_COUNT, LARGEST_FIT, MAX_ALLOC, MIN_BLOCK_SIZE,
-                               Tlsf, class_range, mapping_insert, mapping_search)
+                               NO_BLOCK, Tlsf, class_range, mapping_insert, mapping_search)
 
 PAGE = 4096
 
@@ -274,6 +274,117 @@ def test_free_of_anything_but_an_allocated_block_changes_nothing():
     t.check()
 
 
+def test_free_inside_a_used_payload_changes_nothing():
+    """free() and usable_size() check a header in O(1) from its words and its successor's; an
+    address inside a used block's payload is refused even where the words look like a used
+    header: a fake one, or the stale header a coalesce leaves behind."""
+    t, fr = pool()
+    a, b, c = three(t)
+    word(t, a + 32, 1, 16)                            # a fake used 16-byte header in a's payload
+    word(t, a + 64, 0, a - 16)                        # whose successor names another block
+    t.free(b)
+    t.free(a)                                         # coalesce-next: b's header stays, free
+    assert word(t, b - 16, 1) & 1
+    assert t.alloc(240) == a                          # a again, now used and spanning b
+    t.check()
+    before = t.describe()
+    for addr in (a + 16, a + 48, a + 80, b, a + 96, b + 16, c + 32):
+        with pytest.raises(ValueError, match="not an allocated block"):
+            t.free(addr)
+        with pytest.raises(ValueError):
+            t.usable_size(addr)
+        assert t.describe() == before
+        t.check()
+    t.free(c)
+    t.free(a)                                         # region-return
+    assert t.num_regions == 0 and fr.put == [5]
+
+
+def test_crafted_words_pass_the_o1_check_but_not_check():
+    """The documented limit of that check: words made to look like a used header *and* a
+    successor naming it pass (Xen checks nothing at all); check() walks the chains and sees
+    the damage."""
+    t, fr = pool()
+    a, b, c = three(t)
+    word(t, a + 32, 1, 16)
+    word(t, a + 64, 0, a + 32)
+    assert t.usable_size(a + 48) == 16
+    t.free(a + 48)
+    with pytest.raises(InvariantError):
+        t.check()
+
+
+def test_headers_live_in_the_frames():
+    """A pool over host memory writes Xen's struct bhdr words into the frames: the describe()
+    picture and the lists can be read back from the bytes alone. Frame 0 comes first from the
+    heap, so address 0 is a real header (hence NO_BLOCK, not 0, for "none")."""
+    np = pytest.importorskip("numpy")
+    from tmemref.host.alloc import tmem_pool
+    from tmemref.host.frames import HostMemory
+    mem = HostMemory(4)
+    t = tmem_pool(mem)
+    a, b, c, d = t.alloc(100), t.alloc(200), t.alloc(100), t.alloc(16)
+    t.free(b)
+    t.free(d)
+    assert a == 0x10
+    mem.bytes[a:a + 112] = b"\xff" * 112             # payloads are the user's: no header there
+    mem.bytes[c:c + 100] = bytes(range(100))
+    t.check()
+    words = np.frombuffer(mem.data.tobytes(), dtype="<u8")   # little-endian u64, as on x86-64
+    desc = t.describe()
+    for f, row in desc["regions"].items():
+        prev, prev_free = NO_BLOCK, False
+        for off, size, state in row:
+            h = ((f << 12) + off) >> 3
+            assert int(words[h]) == prev
+            w = int(words[h + 1])
+            assert (w & ~3, bool(w & 1), bool(w & 2)) == (size, state == "free", prev_free)
+            prev, prev_free = (f << 12) + off, state == "free"
+    for fl, sl, _, _, addrs in desc["free_lists"]:
+        got, hdr, back = [], t._heads[fl << 5 | sl], NO_BLOCK
+        while hdr != NO_BLOCK:
+            assert int(words[(hdr >> 3) + 2]) == back     # word 2: prev on the list
+            got.append(hdr + 16)
+            back, hdr = hdr, int(words[(hdr >> 3) + 3])   # word 3: next on the list
+        assert got == addrs
+    assert desc["regions"][0][:3] == [(0, 112, "used"), (128, 208, "free"), (352, 112, "used")]
+
+
+def test_private_memory_grows_to_each_new_frame():
+    fr = Frames(frames=(1, 40, 3, 4))                 # handed out 4, 3, 40, then 1
+    t = Tlsf("t", fr.get, fr.give)
+    assert len(t._buf) == 0 and len(t._mem) == 0
+    x = t.alloc(4032)
+    assert x == 0x4010 and len(t._buf) == 5 * PAGE   # covers frame 4
+    y = t.alloc(4032)
+    assert y == 0x3010 and len(t._buf) == 5 * PAGE   # frame 3 fits already
+    z = t.alloc(4032)
+    assert z == 0x28010 and len(t._buf) == 41 * PAGE  # frame 40: at least up to it
+    t.free(y)
+    w = t.alloc(4032)                                  # frame 3 again (it was given back)
+    v = t.alloc(4032)
+    assert v == 0x1010 and len(t._buf) == 41 * PAGE
+    assert len(t._mem) == 41 * PAGE // 8 and t.frames == [1, 3, 4, 40]
+    t.check()
+    for p in (x, z, w, v):
+        t.free(p)
+    t.check()
+    assert t.num_regions == 0
+    t._add_region(41)                                  # one past the end: doubles to 82
+    assert len(t._buf) == 82 * PAGE
+
+
+def test_memory_given_must_be_writable_and_cover_the_frames():
+    with pytest.raises(TypeError):
+        Tlsf("t", lambda: 0, lambda f: None, memory=bytes(PAGE))
+    t = Tlsf("t", lambda: 1, lambda f: None, memory=bytearray(PAGE))
+    with pytest.raises(ValueError, match="outside the pool's memory"):
+        t.alloc(8)
+    t = Tlsf("t", lambda: 0, lambda f: None, memory=bytearray(PAGE))
+    assert t.alloc(8) == 0x10
+    t.check()
+
+
 # --- locking ----------------------------------------------------------------------------------
 
 def test_lock_dropped_around_get_frame_held_around_put_frame():
@@ -319,6 +430,21 @@ def test_lock_released_when_the_frame_callbacks_raise():
     assert t.num_regions == 0
 
 
+def test_a_frame_fetched_but_not_used_goes_back():
+    """While the lock is dropped for get_frame, another CPU frees room elsewhere: the search
+    then finds that first, and the fresh frame goes straight back (_unused_region)."""
+    lock = SpinLock("xmem_pool lock", RANK_XMEM)
+    fr = Frames()
+    t = Tlsf("t", lambda: (t.free(a), fr.get())[1] if fr.got else fr.get(), fr.give, lock=lock)
+    a = t.alloc(100)                                  # frame 5: a (112 B), then
+    b = t.alloc(3904)                                 # b, and a 16-byte free tail
+    assert (a, b, fr.got) == (0x5010, 0x5090, [5])
+    assert t.alloc(100) == a                          # no room: frame 9 fetched, a freed
+    assert fr.got == [5, 9] and fr.put == [9] and t.frames == [5]
+    t.check()
+    assert held_locks() == [] and not lock.held
+
+
 def test_order_checker_would_catch_the_lock_held_over_get_frame():
     """The check above can fail: taking heap_lock with the pool lock held is a violation."""
     lock = SpinLock("xmem_pool lock", RANK_XMEM)
@@ -356,38 +482,71 @@ def test_invariant_1_bitmaps():
     broken(t, 1)
 
 
+def word(t, b, k, value=None):
+    """Word ``k`` of the header at ``b`` in the pool's memory (0 prev_hdr, 1 size, 2 prev free,
+    3 next free); with ``value``, write it first."""
+    if value is not None:
+        t._mem[(b >> 3) + k] = value
+    return t._mem[(b >> 3) + k]
+
+
 def test_invariant_2_lists():
     t, a, b, c = setup_three_b_free()                 # b (112 B) belongs on (0, 28)
     t._extract(b - 16, 112)
-    t._lists[27][b - 16] = None                       # ... put on (0, 27), bits consistent
+    t._heads[27] = b - 16                             # ... put on (0, 27), bits consistent
+    word(t, b - 16, 2, NO_BLOCK)
+    word(t, b - 16, 3, NO_BLOCK)
     t._sl[0] |= 1 << 27
     t._fl |= 1
     broken(t, 2)
     t, a, b, c = setup_three_b_free()
     t._extract(b - 16, 112)                           # a free block on no list
     broken(t, 2)
+    t, a, b, c = setup_three_b_free()
+    t._heads[28] = a - 16                             # a used block heads a list
+    broken(t, 2)
+    t, a, b, c = setup_three_b_free()
+    word(t, b - 16, 3, b - 16)                        # the list runs in a circle
+    broken(t, 2)
+    t, a, b, c = setup_three_b_free()
+    word(t, b - 16, 2, c - 16)                        # the head has a prev link
+    broken(t, 2)
 
 
 def test_invariant_3_tiling():
     t, a, b, c = setup_three_b_free()
-    t._size[c - 16] += 16                             # c's size runs into the tail block
+    word(t, c - 16, 1, word(t, c - 16, 1) + 16)       # c's size runs into the tail block
     broken(t, 3)
     t, a, b, c = setup_three_b_free()
-    t._size[a + 32] = 16                              # a stray header inside a
-    t._prev[a + 32] = None
+    word(t, a - 16, 1, 32)                            # a's size stops short, at a stray
+    word(t, a + 32, 0, a - 16)                        # header inside a (which is consistent;
+    word(t, a + 32, 1, 16)                            # what follows it is not)
     broken(t, 3)
     t, a, b, c = setup_three_b_free()
     t._regions[7] = None                              # a region with no blocks
     t.num_regions += 1
     broken(t, 3)
+    t, a, b, c = setup_three_b_free()                 # a free list member on no chain: a fake
+    fake = a + 32                                     # free block inside a's payload, listed
+    t._extract(b - 16, 112)                           # in b's place
+    word(t, fake, 1, 112 | 1)
+    t._insert(fake, 112)
+    word(t, b - 16, 1, 112)                           # (b itself now looks used, so that
+    word(t, c - 16, 1, word(t, c - 16, 1) & ~2)       # invariants 2 and 4 hold)
+    used = t.used_size
+    broken(t, 3)
+    assert t.used_size == used
 
 
 def test_invariant_4_links_and_prev_free_bits():
     t, a, b, c = setup_three_b_free()
-    t._size[c - 16] &= ~2                             # c forgets that b is free
+    word(t, c - 16, 1, word(t, c - 16, 1) & ~2)       # c forgets that b is free
     broken(t, 4)
     t, a, b, c = setup_three_b_free()
-    t._prev[c - 16] = a - 16
+    word(t, c - 16, 0, a - 16)
+    broken(t, 4)
+    t, a, b, c = setup_three_b_free()
+    word(t, a - 16, 0, 0x5000)                        # the first block has a prev_hdr
     broken(t, 4)
 
 
@@ -395,10 +554,10 @@ def test_invariant_5_coalesced():
     t, a, b, c = setup_three_b_free()
     hb = b - 16                                       # split free b (112) into two free 48s
     t._extract(hb, 112)
-    t._size[hb] = 48 | 1
-    t._size[hb + 64] = 48 | 1 | 2
-    t._prev[hb + 64] = hb
-    t._prev[c - 16] = hb + 64
+    word(t, hb, 1, 48 | 1)
+    word(t, hb + 64, 1, 48 | 1 | 2)
+    word(t, hb + 64, 0, hb)
+    word(t, c - 16, 0, hb + 64)
     t._insert(hb, 48)
     t._insert(hb + 64, 48)
     broken(t, 5)

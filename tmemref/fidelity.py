@@ -258,9 +258,10 @@ NOTES = (
          "TLSF (xmalloc_tlsf.c): one pool for ephemeral pools, pcds and sharelists, one per "
          "client for persistent pools (billed to its domain), first frame taken lazily; a "
          "region whose blocks are all free goes back at once.",
-         "The same TLSF: two-level classes, bitmaps, 16-byte headers, split and coalesce, one "
-         "frame per region; structure sizes are x86-64 estimates from the field lists "
-         "(tmemref.host.alloc.SIZEOF)."),
+         "The same TLSF: two-level classes, bitmaps, 16-byte headers written into the frames "
+         "as Xen's x86-64 struct bhdr words (\"no block\" is all ones, not NULL: address 0 is "
+         "frame 0), split and coalesce, one frame per region; structure sizes are x86-64 "
+         "estimates from the field lists (tmemref.host.alloc.SIZEOF)."),
     Note("A region fetched but not used", "bug not reproduced",
          "xmem_pool_alloc() drops the pool lock to get a frame; if another CPU freed room "
          "meanwhile, the retried search can find that first, and the new region stays in the "

@@ -15,7 +15,8 @@ There are two kinds of pool, as in Xen:
   client's domain, so a domain at ``max_pages`` cannot even allocate the descriptor of a
   persistent page. Like Xen's patched TLSF, the first frame is taken lazily, on first use.
 
-Each pool has its own lock (``xmem_pool lock``, rank 6), dropped while it takes a frame.
+Each pool has its own lock (``xmem_pool lock``, rank 6), dropped while it takes a frame. Both
+kinds write their block headers into the frames, in ``mem.bytes``, as Xen's do.
 
 >>> from tmemref.host.frames import HostMemory
 >>> m = HostMemory(4); p = tmem_pool(m)
@@ -47,11 +48,11 @@ def tmem_pool(mem) -> Tlsf:
     """Xen: ``tmem_mempool`` — the global sub-page pool, its frames anonymous (``MEMF_tmem``,
     from tmem_page_list first)."""
     return Tlsf("tmem", lambda: mem.alloc_tmem_page(False), mem.free_tmem_page,
-                lock=SpinLock("xmem_pool lock", RANK_XMEM))
+                lock=SpinLock("xmem_pool lock", RANK_XMEM), memory=mem.bytes)
 
 
 def client_pool(mem, domain) -> Tlsf:
     """Xen: a client's ``persistent_pool`` — frames billed to ``domain`` (first one lazily)."""
     return Tlsf(f"client:{domain.domid}", lambda: mem.alloc_domain_page(domain, False),
                 lambda f: mem.free_domain_page(domain, f),
-                lock=SpinLock("xmem_pool lock", RANK_XMEM))
+                lock=SpinLock("xmem_pool lock", RANK_XMEM), memory=mem.bytes)

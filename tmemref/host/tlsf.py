@@ -9,6 +9,19 @@ region ends with a sentinel header of size 0::
     offset 0     16               16+s   32+s               4080        4096
            | hdr | payload (s bytes) | hdr | payload ... |  | sentinel hdr |
 
+The headers live where Xen keeps them: in the frames themselves, read and written as
+little-endian 64-bit words of host memory (word index = byte address >> 3). At header address
+``b``::
+
+    word 0  prev_hdr   header of the block physically before (NO_BLOCK for the first)
+    word 1  size       payload bytes | FREE_BLOCK (0x1) | PREV_FREE (0x2)
+    word 2  prev free  a FREE block only (its payload): the block before it on its free list
+    word 3  next free  ... and the block after it (Xen's ``struct free_ptr``: prev, then next)
+
+"No block" is :data:`NO_BLOCK`, all ones, where Xen writes NULL: address 0 is frame 0's first
+header here. A pool's Python state is the bitmaps, the free-list heads (Xen's ``matrix``)
+and the set of frames held: a block costs no Python object at all.
+
 A fresh region is one free block of ``PAGE_SIZE - 2 * BHDR_OVERHEAD`` = 4064 bytes, the
 largest block there can be, which Xen reports as the pool's maximum allocation
 (:data:`MAX_ALLOC`, ``xmem_pool_maxalloc``; tmem keeps a compressed page iff
@@ -17,7 +30,9 @@ largest block there can be, which Xen reports as the pool's maximum allocation
 Free blocks sit on segregated free lists indexed by two levels: the first level (``fl``) is the
 power of two of the size (sizes below 128 bytes all go to ``fl`` 0), the second (``sl``) splits
 that power of two into 32 equal steps. A bitmap per level says which lists are non-empty, so
-finding a list with a big enough block is a couple of bit tricks, O(1). A request is rounded
+finding a list with a big enough block is a couple of bit tricks, O(1). Each list is doubly
+linked through the free blocks' words 2 and 3: a block goes on at the head and comes off
+anywhere in O(1). A request is rounded
 *up* to the start of the next class (:func:`mapping_search`), so any block on that list or a
 higher one fits ("good fit"). A consequence worth knowing: requests of
 ``LARGEST_FIT + 1 .. MAX_ALLOC`` (4033..4064 bytes) round up to 4096 and can never be served,
@@ -43,6 +58,8 @@ The named cases, used in the code, the tests and the book:
 ('0x3010', 112, 1)
 >>> t.used_size                                   # 112 + 16 (header) + 16 (sentinel)
 144
+>>> [t._mem[(a >> 3) - 2 + k] for k in (0, 1)] == [NO_BLOCK, 112]    # its header, in frame 3
+True
 >>> t.free(a); t.num_regions, frames                                # region-return
 (0, [7, 3])
 """
@@ -55,6 +72,7 @@ __all__ = ["Tlsf", "MAX_ALLOC", "LARGEST_FIT", "BHDR_OVERHEAD", "MIN_BLOCK_SIZE"
            "MAX_SLI", "FL_COUNT", "mapping_insert", "mapping_search", "class_range"]
 
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+PAGE_MASK = PAGE_SIZE - 1
 POINTER_SIZE = 8                                  # x86-64
 MEM_ALIGN = 2 * POINTER_SIZE                      # every block size is a multiple of this
 MIN_BLOCK_SIZE = 2 * POINTER_SIZE                 # payload of a free block: its two list links
@@ -72,6 +90,9 @@ REAL_FLI = MAX_FLI - FLI_OFFSET                   # first-level bits in Xen's bi
 FREE_BLOCK = 0x1                                  # size word bit 0: this block is free
 PREV_FREE = 0x2                                   # size word bit 1: the block before is free
 SIZE_MASK = ~0x3
+NO_BLOCK = (1 << 64) - 1                          # a header word naming no block (Xen: NULL)
+HDR_WORDS = BHDR_OVERHEAD >> 3                    # words from a header to its payload: 2
+END_WORD = (PAGE_SIZE - BHDR_OVERHEAD) >> 3       # word offset of a region's sentinel: 510
 
 #: Named cases (see the module docstring).
 REGION_NEW, SPLIT, NO_SPLIT = "region-new", "split", "no-split"
@@ -129,14 +150,31 @@ _FFS = {1 << i: i for i in range(max(REAL_FLI, MAX_SLI))}      # lowest set bit 
 _INSERT = [fl << MAX_LOG2_SLI | sl for fl, sl in map(mapping_insert, range(MAX_ALLOC + 1))]
 
 
+def _words(buf):
+    """``buf`` (any writable C-contiguous buffer: a bytearray, a numpy array, a memoryview) as
+    native 64-bit words: little-endian on x86-64, as Xen's."""
+    v = memoryview(buf).cast("B")
+    if v.readonly:
+        raise TypeError("a pool's memory must be writable")
+    return v.cast("Q")
+
+
+def _hex(a) -> str:
+    return "none" if a == NO_BLOCK else f"{a:#x}"
+
+
 class Tlsf:
     """Xen: ``struct xmem_pool`` — one TLSF pool whose regions are single frames.
 
-    ``Tlsf(name, get_frame, put_frame, *, lock=None)``: ``get_frame()`` returns a frame number
-    or None; ``put_frame(f)`` takes one back. ``lock`` (a :class:`~tmemref.host.locks.SpinLock`
-    of rank ``RANK_XMEM``) is held around the pool's changes, *released* around ``get_frame``
-    (Xen drops the pool lock to call ``get_mem``, which may reach the heap, a lower rank) and
-    held around ``put_frame``.
+    ``Tlsf(name, get_frame, put_frame, *, lock=None, memory=None)``: ``get_frame()`` returns a
+    frame number or None; ``put_frame(f)`` takes one back. ``lock`` (a
+    :class:`~tmemref.host.locks.SpinLock` of rank ``RANK_XMEM``) is held around the pool's
+    changes, *released* around ``get_frame`` (Xen drops the pool lock to call ``get_mem``,
+    which may reach the heap, a lower rank) and held around ``put_frame``. ``memory`` is the
+    writable buffer the frames live in, frame ``f`` at bytes ``f << 12 .. (f << 12) + 4095``
+    (:class:`~tmemref.host.frames.HostMemory`'s ``bytes`` or ``data``): the block headers are
+    written there. Without it (a standalone pool: doctests, tests, benchmarks) the pool keeps a
+    private zeroed bytearray, doubled whenever a frame beyond its end arrives.
 
     ==========================  ============================================================
     :meth:`alloc`               ``size`` bytes -> payload address ``frame << 12 | offset``
@@ -151,17 +189,18 @@ class Tlsf:
     sentinel header), ``num_regions`` (frames held), ``total_size`` (their bytes), ``failed``
     (allocations that returned None, Xen's ``alloc_failed``).
 
-    Invariants (:meth:`check`):
+    Invariants (:meth:`check`), over the header words in memory (module docstring):
 
     1. The bitmaps match the free lists: bit ``sl`` of ``sl_bitmap[fl]`` is set iff list
        ``(fl, sl)`` is non-empty, and bit ``fl`` of ``fl_bitmap`` iff ``sl_bitmap[fl] != 0``.
-    2. Every block on list ``(fl, sl)`` is free and its size maps to ``(fl, sl)``; every free
-       block is on a list.
+    2. Each free list is a proper doubly linked list (the head's prev link is none, every other
+       member's names the member before it, no block is listed twice); every block on list
+       ``(fl, sl)`` is free and its size maps to ``(fl, sl)``; every free block is on a list.
     3. The blocks tile each held region exactly: from offset 0, each header follows the previous
        payload, sizes are multiples of 16 and at least 16, and the last header is the size-0
-       sentinel at ``PAGE_SIZE - 16``; no header lies outside a region's chain.
-    4. Each block's ``prev`` link names the block physically before it (None for the first),
-       and its ``PREV_FREE`` bit says whether that block is free.
+       sentinel at ``PAGE_SIZE - 16``; every block on a free list is one of these headers.
+    4. Each block's ``prev_hdr`` word names the block physically before it (none for the
+       first), and its ``PREV_FREE`` bit says whether that block is free.
     5. Free blocks are coalesced: no two free blocks are neighbours, and no region is one free
        block (it would have been returned).
     6. ``used_size`` and ``num_regions`` equal the sums over the regions.
@@ -170,21 +209,21 @@ class Tlsf:
     frame is taken, where Xen's very first allocation takes (and keeps) its first region
     before finding that out. ``destroy`` gives the frames
     back, where ``xmem_pool_destroy`` only reports bytes still in use. No ``max_size``
-    (tmem passes 0: unlimited).
+    (tmem passes 0: unlimited). "No block" is all ones, not NULL, and a block leaving a free
+    list keeps its stale links (Xen zeroes them): nothing reads a used block's payload.
     """
-    __slots__ = ("name", "lock", "_get_frame", "_put_frame", "_size", "_prev", "_lists",
+    __slots__ = ("name", "lock", "_get_frame", "_put_frame", "_mem", "_buf", "_heads",
                  "_fl", "_sl", "_regions", "used_size", "num_regions", "failed")
 
-    def __init__(self, name: str, get_frame, put_frame, *, lock=None):
+    def __init__(self, name: str, get_frame, put_frame, *, lock=None, memory=None):
         self.name = name                # pool name (Xen: "tmem", or a client's "client:N")
         self.lock = lock                # SpinLock of rank RANK_XMEM, or None (single thread)
         self._get_frame = get_frame     # () -> frame or None (Xen: get_mem)
         self._put_frame = put_frame     # (frame) -> None (Xen: put_mem)
-        self._size: dict = {}           # header address -> size | FREE_BLOCK | PREV_FREE
-        self._prev: dict = {}           # header address -> header before it, None if first
-        # free lists, index fl << 5 | sl: {header: None} in insertion order, head = last key
-        # (a dict pops its last key and deletes any key in O(1), as Xen's doubly linked lists)
-        self._lists = [{} for _ in range(FL_COUNT * MAX_SLI)]
+        self._buf = bytearray() if memory is None else None   # private memory, grown on demand
+        self._mem = _words(self._buf if memory is None else memory)   # the frames, as u64 words
+        # free-list heads (Xen: matrix), index fl << 5 | sl: the first block's header, or NO_BLOCK
+        self._heads = [NO_BLOCK] * (FL_COUNT * MAX_SLI)
         self._fl = 0                    # first-level bitmap
         self._sl = [0] * REAL_FLI       # second-level bitmaps
         self._regions: dict = {}        # frame -> None, the regions held (insertion ordered)
@@ -242,37 +281,46 @@ class Tlsf:
                 added = f
             bit = t & -t
             i = fl << MAX_LOG2_SLI | _FFS[bit]
-            lists = self._lists
-            lst = lists[i]
-            b, _ = lst.popitem()                       # the list head (most recently inserted)
-            if not lst:
+            heads = self._heads
+            m = self._mem                              # (read after _add_region: it may grow)
+            b = heads[i]                               # the list head, unlinked:
+            h = b >> 3
+            n = m[h + 3]                               # its next becomes the head
+            heads[i] = n
+            if n == NO_BLOCK:
                 t = sl_bm[fl] = sl_bm[fl] ^ bit
                 if not t:
                     self._fl ^= 1 << fl
-            size_ = self._size
-            w = size_[b]
+            else:
+                m[(n >> 3) + 2] = NO_BLOCK
+            w = m[h + 1]
             bsize = w & SIZE_MASK
             rest = bsize - want
             if rest >= BHDR_SIZE:
                 # split: the tail becomes a free block (its successor's PREV_FREE stays set)
                 b2 = b + BHDR_OVERHEAD + want
+                h2 = b2 >> 3
                 rest -= BHDR_OVERHEAD
-                size_[b2] = rest | FREE_BLOCK
-                prev_ = self._prev
-                prev_[b2] = b
-                prev_[b + BHDR_OVERHEAD + bsize] = b2
+                m[h2] = b
+                m[h2 + 1] = rest | FREE_BLOCK
+                m[(b + BHDR_OVERHEAD + bsize) >> 3] = b2
                 i = _INSERT[rest]                      # self._insert(b2, rest), inlined
-                lst = lists[i]
-                if not lst:
+                n = heads[i]
+                m[h2 + 2] = NO_BLOCK
+                m[h2 + 3] = n
+                if n == NO_BLOCK:
                     fl = i >> MAX_LOG2_SLI
                     sl_bm[fl] |= 1 << (i & 31)
                     self._fl |= 1 << fl
-                lst[b2] = None
-                size_[b] = want | (w & PREV_FREE)
+                else:
+                    m[(n >> 3) + 2] = b2
+                heads[i] = b2
+                m[h + 1] = want | (w & PREV_FREE)
             else:
                 # no-split: hand out the whole block
-                size_[b + BHDR_OVERHEAD + bsize] &= ~PREV_FREE
-                size_[b] = w & ~FREE_BLOCK
+                n = (b + BHDR_OVERHEAD + bsize) >> 3
+                m[n + 1] &= ~PREV_FREE
+                m[h + 1] = w & ~FREE_BLOCK
                 want = bsize
             self.used_size += want + BHDR_OVERHEAD
             if added is not None and b >> PAGE_SHIFT != added:
@@ -296,7 +344,15 @@ class Tlsf:
         ``addr`` is not the payload of an allocated block. Cases: coalesce-next, coalesce-prev,
         region-return. O(1) plus ``put_frame``.
 
-        Xen: ``xmem_pool_free`` (which trusts its caller instead of raising).
+        Xen: ``xmem_pool_free``, which trusts its caller. Here ``addr - 16`` is checked in
+        O(1) to be a used block's header (:meth:`_allocated`): 16-aligned, in a held frame, its
+        size word says used, at least 16 bytes and ending inside the frame, and the header
+        that size leads to links back to it. A real header's ``prev_hdr`` names a real header,
+        so an address inside a payload passes only where the frame holds words that look like
+        a used header and a successor naming it: a payload's own bytes, or headers an earlier
+        owner of the frame left behind (the stale headers the pool leaves inside merged blocks
+        are marked free, and fail). Walking the chain would settle it, in O(blocks of the
+        frame); Xen checks nothing.
         """
         if addr.__class__ is not int:
             raise TypeError(f"address must be an int, not {type(addr).__name__}")
@@ -305,80 +361,100 @@ class Tlsf:
         if lock is not None:
             lock.acquire()
         try:
-            size_ = self._size
-            w = size_.get(b)
-            if w is None or w & FREE_BLOCK or w < MIN_BLOCK_SIZE:   # unknown, free, sentinel
-                raise ValueError(f"{self.name}: {addr:#x} is not an allocated block")
+            # self._allocated(b), inlined
+            if b & 15 or b >> PAGE_SHIFT not in self._regions:
+                raise self._not_allocated(addr)
+            m = self._mem
+            h = b >> 3
+            w = m[h + 1]
             bsize = w & SIZE_MASK
+            n = h + HDR_WORDS + (bsize >> 3)           # the next header's words
+            if w & FREE_BLOCK or bsize < MIN_BLOCK_SIZE or (b & PAGE_MASK) + bsize > MAX_ALLOC \
+                    or m[n] != b:
+                raise self._not_allocated(addr)
             self.used_size -= bsize + BHDR_OVERHEAD
-            prev_, lists = self._prev, self._lists
-            nxt = b + BHDR_OVERHEAD + bsize
-            wn = size_[nxt]
+            heads = self._heads
+            wn = m[n + 1]
             if wn & FREE_BLOCK:
-                # coalesce-next: absorb the free block after
+                # coalesce-next: absorb the free block after (its header stays, marked free)
                 nsize = wn & SIZE_MASK
-                lst = lists[_INSERT[nsize]]            # self._extract(nxt, nsize), inlined
-                del lst[nxt]
-                if not lst:
-                    self._clear_bits(_INSERT[nsize])
-                del size_[nxt], prev_[nxt]
+                lp, ln = m[n + 2], m[n + 3]            # self._extract(next, nsize), inlined
+                if ln != NO_BLOCK:
+                    m[(ln >> 3) + 2] = lp
+                if lp != NO_BLOCK:
+                    m[(lp >> 3) + 3] = ln
+                else:                                  # it was its list's head
+                    i = _INSERT[nsize]
+                    heads[i] = ln
+                    if ln == NO_BLOCK:
+                        self._clear_bits(i)
                 bsize += nsize + BHDR_OVERHEAD
-                nxt = b + BHDR_OVERHEAD + bsize
+                n += HDR_WORDS + (nsize >> 3)
+                m[n] = b
+                wn = m[n + 1]
             if w & PREV_FREE:
-                # coalesce-prev: the free block before absorbs this one
-                p = prev_[b]
-                psize = size_[p] & SIZE_MASK
-                lst = lists[_INSERT[psize]]            # self._extract(p, psize), inlined
-                del lst[p]
-                if not lst:
-                    self._clear_bits(_INSERT[psize])
-                del size_[b], prev_[b]
+                # coalesce-prev: the free block before absorbs this one; this header stays in
+                # the payload marked free, as Xen's does, so no stale header looks used
+                m[h + 1] = w | FREE_BLOCK
+                p = m[h]
+                h = p >> 3
+                psize = m[h + 1] & SIZE_MASK
+                lp, ln = m[h + 2], m[h + 3]            # self._extract(p, psize), inlined
+                if ln != NO_BLOCK:
+                    m[(ln >> 3) + 2] = lp
+                if lp != NO_BLOCK:
+                    m[(lp >> 3) + 3] = ln
+                else:
+                    i = _INSERT[psize]
+                    heads[i] = ln
+                    if ln == NO_BLOCK:
+                        self._clear_bits(i)
                 bsize += psize + BHDR_OVERHEAD
                 b = p
-            prev_[nxt] = b
+                m[n] = b
             if bsize == MAX_ALLOC:
                 # region-return: the block spans its whole frame (Xen: no block before it and
-                # the sentinel after it)
-                del size_[b], prev_[b], size_[nxt], prev_[nxt]
+                # the sentinel after it); the frame goes back unscrubbed, headers and all
                 f = b >> PAGE_SHIFT
                 del self._regions[f]
                 self.num_regions -= 1
                 self.used_size -= BHDR_OVERHEAD          # the sentinel
                 self._put_frame(f)
                 return
-            size_[b] = bsize | FREE_BLOCK
+            m[h + 1] = bsize | FREE_BLOCK
             i = _INSERT[bsize]                         # self._insert(b, bsize), inlined
-            lst = lists[i]
-            if not lst:
+            ln = heads[i]
+            m[h + 2] = NO_BLOCK
+            m[h + 3] = ln
+            if ln == NO_BLOCK:
                 fl = i >> MAX_LOG2_SLI
                 self._sl[fl] |= 1 << (i & 31)
                 self._fl |= 1 << fl
-            lst[b] = None
-            size_[nxt] |= PREV_FREE
+            else:
+                m[(ln >> 3) + 2] = b
+            heads[i] = b
+            m[n + 1] = wn | PREV_FREE
         finally:
             if lock is not None:
                 lock.release()
 
     def usable_size(self, addr: int) -> int:
         """Payload bytes of the allocated block at ``addr`` (its request rounded up); ``ValueError``
-        if there is none. O(1)."""
-        w = self._size.get(addr - BHDR_OVERHEAD) if addr.__class__ is int else None
-        if w is None or w & FREE_BLOCK or not w & SIZE_MASK:
-            raise ValueError(f"{self.name}: {addr!r} is not an allocated block")
+        if there is none (checked as :meth:`free` does). O(1)."""
+        w = self._allocated(addr - BHDR_OVERHEAD) if addr.__class__ is int else None
+        if w is None:
+            raise self._not_allocated(addr)
         return w & SIZE_MASK
 
     def destroy(self) -> int:
         """Give every frame back, whatever is still allocated (the owner is gone); returns how
-        many. O(blocks)."""
+        many. O(regions)."""
         lock = self.lock
         if lock is not None:
             lock.acquire()
         try:
             frames = list(self._regions)
-            self._size.clear()
-            self._prev.clear()
-            for lst in self._lists:
-                lst.clear()
+            self._heads[:] = [NO_BLOCK] * len(self._heads)
             self._regions.clear()
             self._fl = 0
             self._sl = [0] * REAL_FLI
@@ -392,19 +468,50 @@ class Tlsf:
 
     # -- internals (caller holds the lock) ------------------------------------------------
 
+    def _not_allocated(self, addr) -> ValueError:
+        return ValueError(f"{self.name}: {addr:#x} is not an allocated block"
+                          if addr.__class__ is int else
+                          f"{self.name}: {addr!r} is not an allocated block")
+
+    def _allocated(self, b: int):
+        """The size word of the allocated block whose header is at ``b``, or None: the O(1)
+        check that :meth:`free` inlines (its docstring says what it proves)."""
+        if b & 15 or b >> PAGE_SHIFT not in self._regions:
+            return None
+        m = self._mem
+        w = m[(b >> 3) + 1]
+        bsize = w & SIZE_MASK
+        if w & FREE_BLOCK or bsize < MIN_BLOCK_SIZE or (b & PAGE_MASK) + bsize > MAX_ALLOC \
+                or m[(b + BHDR_OVERHEAD + bsize) >> 3] != b:
+            return None
+        return w
+
     def _insert(self, b: int, bsize: int) -> None:
-        """Push free block ``b`` on the head of its list (alloc and free inline this)."""
-        lst = self._lists[_INSERT[bsize]]
-        if not lst:
-            self._set_bits(_INSERT[bsize])
-        lst[b] = None
+        """Push free block ``b`` on the head of its list (alloc and free inline this). O(1)."""
+        m, i = self._mem, _INSERT[bsize]
+        n = self._heads[i]
+        m[(b >> 3) + 2] = NO_BLOCK
+        m[(b >> 3) + 3] = n
+        if n == NO_BLOCK:
+            self._set_bits(i)
+        else:
+            m[(n >> 3) + 2] = b
+        self._heads[i] = b
 
     def _extract(self, b: int, bsize: int) -> None:
-        """Unlink free block ``b`` from its list (free inlines this)."""
-        lst = self._lists[_INSERT[bsize]]
-        del lst[b]
-        if not lst:
-            self._clear_bits(_INSERT[bsize])
+        """Unlink free block ``b`` from its list, wherever it is on it (free inlines this).
+        O(1)."""
+        m = self._mem
+        lp, ln = m[(b >> 3) + 2], m[(b >> 3) + 3]
+        if ln != NO_BLOCK:
+            m[(ln >> 3) + 2] = lp
+        if lp != NO_BLOCK:
+            m[(lp >> 3) + 3] = ln
+        else:                                          # the head (it has no prev)
+            i = _INSERT[bsize]
+            self._heads[i] = ln
+            if ln == NO_BLOCK:
+                self._clear_bits(i)
 
     def _set_bits(self, i: int) -> None:
         """List ``i`` is no longer empty: set its bits in both bitmaps."""
@@ -420,17 +527,32 @@ class Tlsf:
             self._fl &= ~(1 << fl)
 
     def _add_region(self, f: int) -> None:
-        """region-new: frame ``f`` becomes one free block and the sentinel after it."""
+        """region-new: frame ``f`` becomes one free block and the sentinel after it (the rest
+        of the frame is not touched: a frame off tmem_page_list is not scrubbed)."""
         b = f << PAGE_SHIFT
-        end = b + PAGE_SIZE - BHDR_OVERHEAD
-        self._size[b] = MAX_ALLOC | FREE_BLOCK
-        self._prev[b] = None
-        self._size[end] = PREV_FREE                      # size 0, used: the sentinel
-        self._prev[end] = b
+        m = self._mem
+        if (b + PAGE_SIZE) >> 3 > len(m):
+            m = self._grow(f)
+        h = b >> 3
+        m[h] = NO_BLOCK
+        m[h + 1] = MAX_ALLOC | FREE_BLOCK
+        m[h + END_WORD] = b
+        m[h + END_WORD + 1] = PREV_FREE                  # size 0, used: the sentinel
         self._insert(b, MAX_ALLOC)
         self._regions[f] = None
         self.num_regions += 1
         self.used_size += BHDR_OVERHEAD                  # only the sentinel counts as used
+
+    def _grow(self, f: int):
+        """Frame ``f`` lies beyond the pool's memory: double the private buffer (at least to
+        cover it; amortised O(1) per frame), or refuse if the memory is the caller's."""
+        buf = self._buf
+        if buf is None:
+            raise ValueError(f"{self.name}: frame {f} lies outside the pool's memory")
+        self._mem.release()                              # a bytearray with a view cannot grow
+        buf.extend(bytes(max((f + 1) << PAGE_SHIFT, 2 * len(buf)) - len(buf)))
+        self._mem = _words(buf)
+        return self._mem
 
     def _unused_region(self, f: int) -> None:
         """region-return for a frame this allocation fetched but did not use: while the lock
@@ -438,11 +560,9 @@ class Tlsf:
         that first. Xen keeps such a region, wholly free, until the pool dies; it is given back
         here, so no pool ever holds a frame it does not use."""
         b = f << PAGE_SHIFT
-        if self._size.get(b) != MAX_ALLOC | FREE_BLOCK:
+        if f not in self._regions or self._mem[(b >> 3) + 1] != MAX_ALLOC | FREE_BLOCK:
             return                                      # someone else has used it since
         self._extract(b, MAX_ALLOC)
-        end = b + PAGE_SIZE - BHDR_OVERHEAD
-        del self._size[b], self._prev[b], self._size[end], self._prev[end]
         del self._regions[f]
         self.num_regions -= 1
         self.used_size -= BHDR_OVERHEAD
@@ -451,17 +571,30 @@ class Tlsf:
     # -- pictures and checks ----------------------------------------------------------------
 
     def _chain(self, f: int):
-        """``(header, word)`` of region ``f``'s blocks in address order, sentinel last; stops at
-        a missing header or a size that leaves the region."""
+        """``(header, word)`` of region ``f``'s blocks in address order, sentinel last; stops
+        after a size that is 0 or does not tile the region (the header is yielded, the chain
+        ends there). Nothing for a frame beyond the pool's memory. O(blocks of the frame)."""
         b = f << PAGE_SHIFT
         end = b + PAGE_SIZE - BHDR_OVERHEAD
-        size_ = self._size
-        while b in size_ and b <= end:
-            w = size_[b]
+        m = self._mem
+        if (b + PAGE_SIZE) >> 3 > len(m):
+            return
+        while True:
+            w = m[(b >> 3) + 1]
             yield b, w
-            if not w & SIZE_MASK:
+            s = w & SIZE_MASK
+            if not s or s & 15 or b + BHDR_OVERHEAD + s > end:
                 return
-            b += BHDR_OVERHEAD + (w & SIZE_MASK)
+            b += BHDR_OVERHEAD + s
+
+    def _members(self, i: int):
+        """The headers on free list ``i``, head first, following the next links; stops at a
+        block seen before or outside the pool's memory, so a corrupt list still ends."""
+        m, seen, b = self._mem, set(), self._heads[i]
+        while b != NO_BLOCK and b not in seen and 0 <= (b >> 3) + 3 < len(m):
+            seen.add(b)
+            yield b
+            b = m[(b >> 3) + 3]
 
     def used_blocks(self) -> set:
         """The payload addresses of every allocated block. O(blocks)."""
@@ -481,11 +614,11 @@ class Tlsf:
                 row.append((b - (f << PAGE_SHIFT), w & SIZE_MASK, state))
             regions[f] = row
         lists = []
-        for i, lst in enumerate(self._lists):
-            if lst:
+        for i, head in enumerate(self._heads):
+            if head != NO_BLOCK:
                 fl, sl = i >> MAX_LOG2_SLI, i & 31
                 lists.append((fl, sl, *class_range(fl, sl),
-                              [b + BHDR_OVERHEAD for b in reversed(lst)]))
+                              [b + BHDR_OVERHEAD for b in self._members(i)]))
         return {"name": self.name, "used_size": self.used_size, "total_size": self.total_size,
                 "num_regions": self.num_regions, "failed": self.failed,
                 "fl_bitmap": self._fl, "sl_bitmaps": list(self._sl[:FL_COUNT]),
@@ -495,18 +628,19 @@ class Tlsf:
         raise InvariantError(f"tlsf {self.name} invariant {n}: {msg}")
 
     def check(self) -> None:
-        """Verify invariants 1-6 of the class docstring; raise :class:`InvariantError` naming
-        the first broken one. O(blocks)."""
-        size_, prev_, lists, fail = self._size, self._prev, self._lists, self._fail
+        """Verify invariants 1-6 of the class docstring, reading the headers from memory; raise
+        :class:`InvariantError` naming the first broken one. Reads no word outside the frames
+        held. O(blocks)."""
+        m, heads, regions, fail = self._mem, self._heads, self._regions, self._fail
         # 1. bitmaps <-> lists
-        if len(self._sl) != REAL_FLI or len(lists) != FL_COUNT * MAX_SLI:
-            fail(1, f"{len(self._sl)} second-level bitmaps, {len(lists)} lists")
+        if len(self._sl) != REAL_FLI or len(heads) != FL_COUNT * MAX_SLI:
+            fail(1, f"{len(self._sl)} second-level bitmaps, {len(heads)} lists")
         for fl in range(REAL_FLI):
             word = self._sl[fl]
             for sl in range(MAX_SLI):
                 i = fl << MAX_LOG2_SLI | sl
                 on = bool(word >> sl & 1)
-                if on != (i < len(lists) and bool(lists[i])):
+                if on != (i < len(heads) and heads[i] != NO_BLOCK):
                     fail(1, f"sl_bitmap[{fl}] bit {sl} is {int(on)} but list ({fl}, {sl}) "
                             f"is {'non-' if not on else ''}empty")
             if word >> MAX_SLI:
@@ -515,35 +649,48 @@ class Tlsf:
                 fail(1, f"fl_bitmap bit {fl} disagrees with sl_bitmap[{fl}]")
         if self._fl >> REAL_FLI:
             fail(1, f"fl_bitmap has bits above {REAL_FLI - 1}")
-        # 2. list members are free blocks of the list's class; every free block is listed
+        # 2. each list well linked, its members free blocks of its class; every free block listed
         listed = {}
-        for i, lst in enumerate(lists):
-            for b in lst:
-                w = size_.get(b)
-                if w is None or not w & FREE_BLOCK:
-                    fail(2, f"{b:#x} on list {divmod(i, MAX_SLI)} is not a free block")
+        for i, b in enumerate(heads):
+            where, before = divmod(i, MAX_SLI), NO_BLOCK
+            while b != NO_BLOCK:
+                if b in listed:
+                    fail(2, f"{b:#x} is listed twice (again on list {where})")
+                if b & 15 or b >> PAGE_SHIFT not in regions or (b >> 3) + 3 >= len(m):
+                    fail(2, f"{_hex(b)} on list {where} is not a free block")
+                w = m[(b >> 3) + 1]
+                if not w & FREE_BLOCK:
+                    fail(2, f"{b:#x} on list {where} is not a free block")
                 s = w & SIZE_MASK
                 if s > MAX_ALLOC or _INSERT[s] != i:
-                    fail(2, f"{b:#x} of {s} B is on list {divmod(i, MAX_SLI)}")
+                    fail(2, f"{b:#x} of {s} B is on list {where}")
+                if m[(b >> 3) + 2] != before:
+                    fail(2, f"{b:#x} on list {where} links back to {_hex(m[(b >> 3) + 2])}, "
+                            f"not {_hex(before)}")
                 listed[b] = i
-        for b, w in size_.items():
-            if w & FREE_BLOCK and b not in listed:
-                fail(2, f"free block {b:#x} is on no list")
+                before, b = b, m[(b >> 3) + 3]
+        for f in regions:
+            end = (f << PAGE_SHIFT) + PAGE_SIZE - BHDR_OVERHEAD
+            for b, w in self._chain(f):
+                s = w & SIZE_MASK             # (a size that breaks the tiling is invariant 3's)
+                tiles = not s & 15 and MIN_BLOCK_SIZE <= s <= end - BHDR_OVERHEAD - b
+                if w & FREE_BLOCK and tiles and b not in listed:
+                    fail(2, f"free block {b:#x} is on no list")
         # 3-5. tiling, links, coalescing
-        seen = 0
+        chained = set()
         used = 0
-        for f in self._regions:
+        for f in regions:
             base = f << PAGE_SHIFT
             end = base + PAGE_SIZE - BHDR_OVERHEAD
-            before, wbefore, count = None, 0, 0
+            before, wbefore, count = NO_BLOCK, 0, 0
             for b, w in self._chain(f):
-                seen += 1
+                chained.add(b)
                 count += 1
                 s = w & SIZE_MASK
                 if s % MEM_ALIGN or (s < MIN_BLOCK_SIZE and b != end):
                     fail(3, f"block {b:#x} has size {s}")
-                if prev_.get(b, 0) != before:
-                    fail(4, f"block {b:#x} links back to {prev_.get(b)!r}, not {before!r}")
+                if m[b >> 3] != before:
+                    fail(4, f"block {b:#x} links back to {_hex(m[b >> 3])}, not {_hex(before)}")
                 if bool(w & PREV_FREE) != bool(wbefore & FREE_BLOCK):
                     fail(4, f"block {b:#x} has PREV_FREE={int(bool(w & PREV_FREE))} but the "
                             f"block before is {'free' if wbefore & FREE_BLOCK else 'used'}")
@@ -562,14 +709,15 @@ class Tlsf:
                 fail(3, f"region {f} ends at offset {b - base}, not {end - base}")
             if count == 2 and wbefore & FREE_BLOCK:
                 fail(5, f"region {f} is wholly free but still held")
-        if seen != len(size_) or len(prev_) != len(size_):
-            fail(3, f"{len(size_)} headers, {len(prev_)} links, {seen} in the regions' chains")
+        for b in listed:
+            if b not in chained:
+                fail(3, f"{b:#x} is on a free list but on no region's chain")
         # 6. counters
-        if self.num_regions != len(self._regions):
-            fail(6, f"num_regions {self.num_regions} but {len(self._regions)} regions")
-        if self.used_size != used + BHDR_OVERHEAD * len(self._regions):
+        if self.num_regions != len(regions):
+            fail(6, f"num_regions {self.num_regions} but {len(regions)} regions")
+        if self.used_size != used + BHDR_OVERHEAD * len(regions):
             fail(6, f"used_size {self.used_size} but blocks and sentinels sum to "
-                    f"{used + BHDR_OVERHEAD * len(self._regions)}")
+                    f"{used + BHDR_OVERHEAD * len(regions)}")
 
     def __repr__(self):
         return (f"<Tlsf {self.name} {self.num_regions} frames, {self.used_size} B used, "
