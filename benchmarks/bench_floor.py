@@ -16,15 +16,18 @@ page life (a put that stores a new page pays for all of it; the get, flush or ev
 ends the page pays only for its lookup and locks).
 
 Printed: each operation's cost (ns, best of 5, less the cost of an empty loop), the counts taken
-from the trace, the floor in µs per hypercall and the most hypercalls per second it allows, and
-the engine's measured speed for comparison.
+from the trace, the floor in µs per hypercall and the most hypercalls per second it allows, the
+same with the checks the ABI and the documented rules add, and, for comparison, the engine's
+measured speed and how many function calls it makes per hypercall.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import os
 import platform
+import pstats
 import sys
 import importlib.util
 import time
@@ -229,6 +232,22 @@ def counts(before: dict, after: dict) -> dict:
     return d
 
 
+def call_counts(trace, head, body):
+    """(all calls, calls to Python functions) per hypercall of ``body``, counted by cProfile
+    on a fresh host warmed up with ``head``."""
+    h = tracegen.setup_host(trace)
+    for d, op in head:
+        h.do_tmem_op(d, op)
+    prof = cProfile.Profile()
+    prof.enable()
+    for d, op in body:
+        h.do_tmem_op(d, op)
+    prof.disable()
+    st = pstats.Stats(prof)
+    python = sum(v[1] for k, v in st.stats.items() if not k[0].startswith("~"))
+    return st.total_calls / len(body), python / len(body)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the quick trace of bench_ops")
@@ -265,6 +284,7 @@ def main(argv=None):
     for d, op in body:
         h.do_tmem_op(d, op)
     c = counts(before, stats(h))
+    calls = call_counts(trace, head, body)
     ns = primitives(h, body)
 
     print("\nstructure operations, ns each (best of 5, empty loop taken off):")
@@ -311,6 +331,8 @@ def main(argv=None):
           f"hypercalls/s (no statistics, no return-code paths, no function calls between them)")
     print(f"\nthe engine on the same trace: {engine_us:.2f} µs per hypercall "
           f"({1e6 / engine_us:,.0f}/s), {engine_us / floor2:.2f}x the floor")
+    print(f"  function calls per hypercall (cProfile, one more replay): {calls[0]:.1f}, of which "
+          f"{calls[1]:.1f} to Python functions")
 
 
 if __name__ == "__main__":
