@@ -75,26 +75,15 @@ def primitives(host, ops) -> dict:
     rw = RWLock("pool_rwlock", 1)
     spin = SpinLock("obj_spinlock", 2)
 
-    def rw_pair(n):
-        r, u = rw.read_lock, rw.read_unlock
-        for _ in range(n):
-            r()
-            u()
-    out["rwlock read + unlock"] = per_call(rw_pair)
-
-    def spin_pair(n):
-        a, r = spin.acquire, spin.release
-        for _ in range(n):
-            a()
-            r()
-    out["spinlock acquire + release"] = per_call(spin_pair)
-
-    def try_pair(n):
-        t, r = spin.trylock, spin.release
-        for _ in range(n):
-            t()
-            r()
-    out["spinlock trylock + release"] = per_call(try_pair)
+    def pair(take, give):
+        def body(n):
+            for _ in range(n):
+                take()
+                give()
+        return body
+    out["rwlock read + unlock"] = per_call(pair(rw.read_lock, rw.read_unlock))
+    out["spinlock acquire + release"] = per_call(pair(spin.acquire, spin.release))
+    out["spinlock trylock + release"] = per_call(pair(spin.trylock, spin.release))
 
     # the bucket's rb-tree, on the trace's own handles against the replayed host
     handles = [(host.clients[d].pools[op.pool_id], op.oid, op.index) for d, op in ops[:N]]

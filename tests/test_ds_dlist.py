@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tmemref.ds.dlist import (
+    Head2,
     ListHead,
+    ListHead2,
+    list2_add_tail,
+    list2_del,
+    list2_linked,
+    list2_move_tail,
     list_add,
     list_add_tail,
     list_check,
@@ -220,3 +226,47 @@ class DListMachine(RuleBasedStateMachine):
 
 TestDListStateful = DListMachine.TestCase
 TestDListStateful.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
+
+
+# --- the second pair of links ------------------------------------------------------------------
+
+def test_a_node_on_two_lists_moves_on_each_independently():
+    h1, h2 = ListHead(), Head2()
+    nodes = [ListHead2(i) for i in range(4)]
+    for n in nodes:
+        list_add_tail(n, h1)
+        list2_add_tail(n, h2)
+    list2_move_tail(nodes[0], h2)                # only the second list changes order
+    list_del(nodes[3])                           # only the first list loses it
+    assert list(list_owners(h1)) == [0, 1, 2]
+    assert list(list_owners(h2)) == [1, 2, 3, 0]
+    assert list_linked(nodes[3]) is False and list2_linked(nodes[3]) is True
+    list_check(h1, count=3)
+    list_check(h2, count=4)
+    assert list_len(h2) == 4 and not list_empty(h2)
+    for n in nodes:
+        list2_del(n)
+    assert list_empty(h2) and list(list_owners(h1)) == [0, 1, 2]
+    list2_add_tail(nodes[1], h2)
+    with pytest.raises(ValueError):              # already on a second list
+        list2_add_tail(nodes[1], h2)
+
+
+def test_a_broken_second_ring_is_reported_and_the_first_is_not_blamed():
+    h1, h2 = ListHead(), Head2()
+    a, b = ListHead2("a"), ListHead2("b")
+    for n in (a, b):
+        list_add_tail(n, h1)
+        list2_add_tail(n, h2)
+    a.next2 = h2                                 # b is skipped going forwards on list 2
+    list_check(h1, count=2)
+    with pytest.raises(InvariantError, match="invariant 1: node 'a''s next does not link back"):
+        list_check(h2)
+    a.next2 = a                                  # a loop that never returns to the head
+    with pytest.raises(InvariantError, match="invariant 2"):
+        list_check(h2)
+    h3 = Head2()
+    list2_add_tail(ListHead2("x"), h3)
+    h3.next2.next2 = ListHead("plain")           # a node without second links
+    with pytest.raises(InvariantError, match="not a ListHead"):
+        list_check(h3)

@@ -229,16 +229,10 @@ def list2_del(node):
 
 
 def list2_move_tail(node, head):
-    """:func:`list_move_tail` through the second links. O(1)."""
-    prv = node.prev2
-    nxt = node.next2
-    prv.next2 = nxt
-    nxt.prev2 = prv
-    prv = head.prev2
-    prv.next2 = node
-    node.prev2 = prv
-    node.next2 = head
-    head.prev2 = node
+    """:func:`list_move_tail` through the second links (no hot path uses it: a shared get's
+    LRU touch, a dedup second chance). O(1)."""
+    list2_del(node)
+    list2_add_tail(node, head)
 
 
 def list2_linked(node):
