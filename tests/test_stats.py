@@ -596,3 +596,32 @@ def test_formatter_reads_long_lines_in_fgets_pieces():
     assert len(text) > listparse.TOOL_BUFSIZE
     out = format_list_parse(text)
     assert out.count("\n") == 1 and "succ_eph_gets=0," in out     # Ge fell into the 2nd piece
+
+
+def test_a_clock_of_floats_still_times_page_lives():
+    # the timestamp is kept as a u64 in the pgp's block: a float clock is truncated, not refused
+    t = [1000.75]
+    h = Host(pages=512, clock=lambda: t[0])
+    h.create_domain(1)
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags())) == 0
+    page = bytes(range(256)) * 16
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_PUT_PAGE, oid=(1, 0, 0), page=page)) == 1
+    t[0] = 1500.25
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_FLUSH_PAGE, oid=(1, 0, 0))) == 1
+    assert h.clients[1].pools[0].sum_life_cycles == 1500.25 - 1000
+    h.check()
+
+
+def test_page_lives_on_the_default_clock_are_counted_in_hypercalls():
+    # the default clock is the count of hypercalls: a page put by the 2nd and flushed by the
+    # 6th lived 4 of them, whatever memory its descriptor's block held before
+    h = Host(pages=512)
+    h.create_domain(1)
+    h.mem.words[:] = memoryview(b"\xff" * h.mem.bytes.nbytes).cast("Q")   # dirty memory
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_NEW_POOL, flags=abi.pool_flags())) == 0
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_PUT_PAGE, oid=(1, 0, 0),
+                                  page=bytes(4096))) == 1
+    for i in range(3):
+        h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_FLUSH_PAGE, oid=(9, 0, 0), index=i))
+    assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_FLUSH_PAGE, oid=(1, 0, 0))) == 1
+    assert h.clients[1].pools[0].sum_life_cycles == 6 - 2

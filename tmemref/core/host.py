@@ -108,8 +108,8 @@ class Host:
       allocator can ever serve (4033..4063 bytes: TLSF rounds such requests up to 4096) is
       stored whole and counted as poor; ``"xen"``: its allocation fails and so does the put
       (-ENOMEM, ``compress_nomem``), as in Xen;
-    * ``clock`` — a callable giving "cycles" (a non-negative int, kept as a u64 in each
-      page's descriptor) for the pools' life-time statistics (``sum_life_cycles``;
+    * ``clock`` — a callable giving "cycles" (a non-negative number, kept as a u64 int in
+      each page's descriptor) for the pools' life-time statistics (``sum_life_cycles``;
       ``sum_evicted_cycles`` is kept, and never moves, as in Xen); default: the count of
       hypercalls so far, a logical clock that keeps runs deterministic;
     * ``save_bugs`` — Xen's bugs in save and restore to reproduce (default: none, the
@@ -834,7 +834,7 @@ class Host:
             self._track_max(pool)               # Xen's pgp_alloc counts the descriptor now,
             pgp = Pgp(obj, index)               # before the insert or the data can fail
             pgp.meta = meta                     # its timestamp: in its block, as in Xen
-            self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD] = self.now() & U64
+            self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD] = int(self.now()) & U64
             if obj.tree.insert(index, pgp) == 0:
                 obj.pgp_count += 1
                 pool.pgp_count += 1
