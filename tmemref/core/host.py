@@ -1436,6 +1436,8 @@ def page_out_view(buf, size=PAGE_SIZE):
     """A get's guest frame: a flat writable view of exactly ``size`` bytes (None: any size),
     or None. The view pins the buffer (a bytearray cannot be resized, a memoryview released
     or an mmap closed while it exists), so the copy out cannot fail half way. Never raises."""
+    if type(buf) is bytearray and (size is None or len(buf) == size):
+        return memoryview(buf)             # the common guest frame: flat, writable bytes
     try:
         m = memoryview(buf)
     except Exception:

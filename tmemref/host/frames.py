@@ -223,7 +223,8 @@ class HostMemory:
     def guard_pages(self) -> int:
         """What tmem's 1 MB guard counts as free (Xen: ``tmem_page_list_pages +
         total_free_pages()``): tmem_page_list plus the heap beyond its reserve."""
-        return len(self.page_list) + self.total_free_pages()
+        free = len(self.heap) - self.midsize_alloc_zone_pages   # total_free_pages(), inlined
+        return len(self.page_list) + (free if free > 0 else 0)
 
     def _alloc_locked(self, d, memflags: int):
         """One frame (order 0) of :meth:`_alloc_order_locked`, or None."""
