@@ -625,3 +625,10 @@ def test_page_lives_on_the_default_clock_are_counted_in_hypercalls():
         h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_FLUSH_PAGE, oid=(9, 0, 0), index=i))
     assert h.do_tmem_op(1, TmemOp(cmd=abi.TMEM_FLUSH_PAGE, oid=(1, 0, 0))) == 1
     assert h.clients[1].pools[0].sum_life_cycles == 6 - 2
+
+
+@pytest.mark.parametrize("clock, err", [(5, TypeError), (lambda: "now", ValueError),
+                                        (lambda: -1, ValueError), (lambda: 2 ** 64, ValueError)])
+def test_a_clock_that_gives_no_cycles_is_refused_at_construction(clock, err):
+    with pytest.raises(err, match="clock"):
+        Host(pages=512, clock=clock)

@@ -134,6 +134,13 @@ class Host:
             raise ValueError("quota_rule must be 'doc' or 'xen'")
         if lock_scheme not in ("doc", "xen-4.5"):
             raise ValueError("lock_scheme must be 'doc' or 'xen-4.5'")
+        if clock is not None:
+            if not callable(clock):
+                raise TypeError(f"clock must be a callable, not {type(clock).__name__}")
+            t = clock()
+            if type(t) not in (int, float) or not 0 <= t < 1 << 64:
+                raise ValueError(f"clock() must give a number of cycles in 0..2**64-1, "
+                                 f"not {t!r}")
         for name, value in (("pages", pages), ("min_free_pages", min_free_pages),
                             ("evict_budget", evict_budget), ("dom0_pages", dom0_pages)):
             _check_count(name, value)
@@ -834,7 +841,8 @@ class Host:
             self._track_max(pool)               # Xen's pgp_alloc counts the descriptor now,
             pgp = Pgp(obj, index)               # before the insert or the data can fail
             pgp.meta = meta                     # its timestamp: in its block, as in Xen
-            self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD] = int(self.now()) & U64
+            self.mem.words[(meta >> 3) + PGP_TIMESTAMP_WORD] = (
+                self.total_tmem_ops if self.clock is None else int(self.clock()) & U64)
             if obj.tree.insert(index, pgp) == 0:
                 obj.pgp_count += 1
                 pool.pgp_count += 1
